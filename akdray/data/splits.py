@@ -1,0 +1,116 @@
+"""The paper's data roles: private train set, public proxy set (inputs only), test set.
+
+Images live in memory as uint8 [N, 3, H, W]. The proxy set handed to a student is an
+:class:`InputImages` - it has no targets at all, so the distillation code cannot read them.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from akdray.config import RunConfig
+from akdray.data.aligned import DataError, load_aligned_split
+from akdray.data.synthetic import synthetic_facades
+
+
+@dataclass(frozen=True)
+class InputImages:
+    """Inputs x only: what the student's training path may see of the proxy set."""
+
+    x: torch.Tensor
+    names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+@dataclass(frozen=True)
+class PairedImages:
+    """Pairs (x, y) as uint8 tensors, with a name per pair (file path or synthetic id)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def subset(self, index: torch.Tensor) -> "PairedImages":
+        idx = index.tolist()
+        return PairedImages(self.x[index], self.y[index], tuple(self.names[i] for i in idx))
+
+    def inputs_only(self) -> InputImages:
+        return InputImages(self.x, self.names)
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: PairedImages  # private members
+    proxy: PairedImages  # the seeded proxy subset (targets used only for the leakage check)
+    test: PairedImages  # non-members
+    key: str  # identity of the data, for feature caches
+
+
+def data_key(cfg: RunConfig) -> str:
+    if cfg.data_source == "synthetic":
+        return f"synthetic-s{cfg.data_seed}-{cfg.image_size}px"
+    root = Path(cfg.data_root).resolve()
+    return f"aligned-{root}-{cfg.direction}-{cfg.image_size}px"
+
+
+def _pair_digests(pairs: PairedImages) -> list[str]:
+    return [hashlib.sha1(x.numpy().tobytes() + y.numpy().tobytes()).hexdigest() for x, y in zip(pairs.x, pairs.y)]
+
+
+def check_disjoint(train: PairedImages, other: PairedImages, role: str) -> None:
+    """Refuse a proxy or test set that shares a pair with the private training set."""
+    seen = dict(zip(_pair_digests(train), train.names))
+    for digest, name in zip(_pair_digests(other), other.names):
+        if digest in seen:
+            raise DataError(f"{role} image {name} is identical to training image {seen[digest]}: "
+                            f"the {role} set must not overlap the private training set")
+
+
+def _load_roles(cfg: RunConfig) -> tuple[PairedImages, PairedImages, PairedImages]:
+    if cfg.data_source == "synthetic":
+        make = lambda n, role: PairedImages(*synthetic_facades(n, cfg.image_size, cfg.data_seed, role))  # noqa: E731
+        return make(cfg.n_train, "train"), make(cfg.proxy_pool_size, "proxy"), make(cfg.n_test, "test")
+    root = Path(cfg.data_root)
+    if not root.is_dir():
+        raise DataError(f"data_root {root} does not exist (expected {root}/{cfg.train_split}, "
+                        f"{root}/{cfg.proxy_split}, {root}/{cfg.test_split})")
+    load = lambda split, n: PairedImages(*load_aligned_split(root / split, cfg.image_size, cfg.direction, n))  # noqa: E731
+    train = load(cfg.train_split, cfg.n_train)
+    if cfg.proxy_split == cfg.test_split:  # e.g. Cityscapes: val cut into proxy and test halves
+        both = load(cfg.proxy_split, 0)
+        half = len(both) // 2
+        pool, test = both.subset(torch.arange(half)), both.subset(torch.arange(half, len(both)))
+        pool = _take(pool, cfg.proxy_pool_size, cfg.proxy_split)
+        test = _take(test, cfg.n_test, cfg.test_split)
+    else:
+        pool, test = load(cfg.proxy_split, cfg.proxy_pool_size), load(cfg.test_split, cfg.n_test)
+    return train, pool, test
+
+
+def _take(pairs: PairedImages, n: int, split: str) -> PairedImages:
+    if n > len(pairs):
+        raise DataError(f"split {split!r} has {len(pairs)} images for this role, fewer than the {n} requested")
+    return pairs.subset(torch.arange(n)) if n else pairs
+
+
+def load_splits(cfg: RunConfig) -> Splits:
+    """Load and check all roles; the proxy subset of ``proxy_size`` is drawn with ``cfg.seed``."""
+    train, pool, test = _load_roles(cfg)
+    check_disjoint(train, pool, "proxy")
+    check_disjoint(train, test, "test")
+    if cfg.proxy_size > len(pool):
+        raise DataError(f"field 'proxy_size' ({cfg.proxy_size}) is larger than the proxy pool ({len(pool)} images)")
+    if cfg.attack_n_per_side > min(len(train), len(test)):
+        raise DataError(f"field 'attack_n_per_side' ({cfg.attack_n_per_side}) exceeds the smaller of "
+                        f"train ({len(train)}) and test ({len(test)})")
+    order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(cfg.seed))
+    proxy = pool.subset(order[: cfg.proxy_size]) if cfg.proxy_size else pool.subset(order[:0])
+    return Splits(train=train, proxy=proxy, test=test, key=data_key(cfg))

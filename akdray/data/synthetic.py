@@ -1,0 +1,122 @@
+"""Procedural synthetic facades: a label map x and a photo y of the same layout.
+
+The layout (floors, window grid, door, balconies, cornice) is drawn once and rendered twice:
+as a CMP-Facades-style label map in class colours (x) and as a "photo" (y) whose appearance
+(wall colour and texture, window tint, lighting, sensor noise) is sampled per image. y is thus
+only partly predictable from x; that irreducible uncertainty is what lets a generator memorise
+its training pairs, the signal the reconstruction-loss attack (Eq. 3) exploits.
+
+Every image is a pure function of ``(data_seed, role, index)``, so data sets are deterministic
+and the train / proxy / test roles never share an image.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+# Class colours in the spirit of the CMP Facades label maps.
+CLASS_COLOURS = {
+    "background": (0, 0, 170),
+    "wall": (0, 85, 255),
+    "window": (0, 170, 255),
+    "door": (170, 255, 85),
+    "balcony": (255, 85, 0),
+    "cornice": (255, 255, 0),
+    "sill": (85, 255, 170),
+    "shop": (255, 0, 0),
+}
+ROLE_IDS = {"train": 0, "proxy": 1, "test": 2}
+_RENDER_SCALE = 4  # draw at 4x, then area-downsample the photo
+
+
+def _layout(rng: np.random.Generator, size: int) -> dict:
+    """Random facade geometry in pixel units of a ``size`` x ``size`` canvas."""
+    top = int(rng.uniform(0.0, 0.15) * size)
+    floors = int(rng.integers(3, 7))
+    cols = int(rng.integers(2, 6))
+    cornice_h = max(1, int(rng.uniform(0.03, 0.07) * size))
+    ground_h = int(rng.uniform(0.15, 0.25) * size)
+    return dict(
+        top=top, floors=floors, cols=cols, cornice_h=cornice_h, ground_h=ground_h,
+        win_w=rng.uniform(0.35, 0.7), win_h=rng.uniform(0.4, 0.7),
+        balcony_rows=rng.random(floors) < 0.35, shop=rng.random() < 0.4,
+        door_col=int(rng.integers(0, cols)), sills=rng.random() < 0.6,
+    )
+
+
+def _boxes(lay: dict, size: int) -> list[tuple[str, int, int, int, int]]:
+    """Label boxes (class, y0, y1, x0, x1) painted in order; later boxes win."""
+    boxes = [("background", 0, size, 0, size), ("wall", lay["top"], size, 0, size)]
+    boxes.append(("cornice", lay["top"], lay["top"] + lay["cornice_h"], 0, size))
+    body_top = lay["top"] + lay["cornice_h"]
+    body_bottom = size - lay["ground_h"]
+    floor_h = (body_bottom - body_top) / lay["floors"]
+    col_w = size / lay["cols"]
+    for f in range(lay["floors"]):
+        fy0 = body_top + f * floor_h
+        wy0 = int(fy0 + floor_h * (1 - lay["win_h"]) / 2)
+        wy1 = max(wy0 + 1, int(fy0 + floor_h * (1 + lay["win_h"]) / 2))
+        for c in range(lay["cols"]):
+            wx0 = int(c * col_w + col_w * (1 - lay["win_w"]) / 2)
+            wx1 = max(wx0 + 1, int(c * col_w + col_w * (1 + lay["win_w"]) / 2))
+            boxes.append(("window", wy0, wy1, wx0, wx1))
+            if lay["sills"]:
+                boxes.append(("sill", wy1, min(size, wy1 + max(1, size // 64)), wx0, wx1))
+        if lay["balcony_rows"][f]:
+            by0 = wy1 - max(1, int(floor_h * 0.15))
+            boxes.append(("balcony", by0, wy1 + 1, int(col_w * 0.1), int(size - col_w * 0.1)))
+    g0 = body_bottom
+    if lay["shop"]:
+        boxes.append(("shop", g0 + lay["ground_h"] // 6, size, int(size * 0.05), int(size * 0.95)))
+    dx0 = int(lay["door_col"] * col_w + col_w * 0.25)
+    boxes.append(("door", g0 + lay["ground_h"] // 5, size, dx0, max(dx0 + 1, int(dx0 + col_w * 0.5))))
+    return boxes
+
+
+def _render_pair(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    big = size * _RENDER_SCALE
+    lay = _layout(rng, big)
+    boxes = _boxes(lay, big)
+    label = np.zeros((big, big, 3), np.uint8)
+    classes = np.zeros((big, big), np.int16)
+    names = list(CLASS_COLOURS)
+    for name, y0, y1, x0, x1 in boxes:
+        label[y0:y1, x0:x1] = CLASS_COLOURS[name]
+        classes[y0:y1, x0:x1] = names.index(name)
+
+    # Appearance: sampled per image, not visible in the label map.
+    palette = {
+        "background": rng.uniform([0.45, 0.6, 0.75], [0.7, 0.8, 0.95]),
+        "wall": rng.uniform(0.25, 0.9, 3) * rng.uniform([0.8, 0.7, 0.6], 1.0),
+        "window": rng.uniform(0.05, 0.45, 3) * rng.uniform([0.6, 0.7, 0.9], 1.0),
+        "door": rng.uniform(0.1, 0.5, 3) * np.array([1.0, 0.8, 0.6]),
+        "balcony": rng.uniform(0.1, 0.6, 3),
+        "cornice": rng.uniform(0.5, 1.0, 3),
+        "sill": rng.uniform(0.6, 1.0, 3),
+        "shop": rng.uniform(0.1, 0.9, 3),
+    }
+    lut = np.stack([palette[n] for n in names]).astype(np.float32)
+    photo = lut[classes]
+    yy, xx = np.mgrid[0:big, 0:big].astype(np.float32) / big
+    angle = rng.uniform(0, 2 * np.pi)
+    light = 1.0 + rng.uniform(0.1, 0.35) * (np.cos(angle) * (xx - 0.5) + np.sin(angle) * (yy - 0.5))
+    bricks = 1.0 + rng.uniform(0.0, 0.12) * np.sign(np.sin(yy * big / rng.uniform(3, 8) * np.pi))
+    is_wall = (classes == names.index("wall"))[..., None]
+    photo = photo * light[..., None] * np.where(is_wall, bricks[..., None], 1.0)
+    photo = photo + rng.normal(0.0, rng.uniform(0.01, 0.06), (big, big, 3)).astype(np.float32)
+    photo = photo.reshape(size, _RENDER_SCALE, size, _RENDER_SCALE, 3).mean(axis=(1, 3))
+    label_small = label[_RENDER_SCALE // 2 :: _RENDER_SCALE, _RENDER_SCALE // 2 :: _RENDER_SCALE]
+    return label_small, (np.clip(photo, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def synthetic_facades(n: int, size: int, data_seed: int, role: str) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    """``n`` pairs (x label maps, y photos) as uint8 [n, 3, size, size] plus their names."""
+    xs, ys = [], []
+    for i in range(n):
+        rng = np.random.default_rng([data_seed, ROLE_IDS[role], i])
+        x, y = _render_pair(rng, size)
+        xs.append(x)
+        ys.append(y)
+    to_tensor = lambda arrs: torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).contiguous()  # noqa: E731
+    names = tuple(f"synthetic/{role}/{i:05d}" for i in range(n))
+    return to_tensor(xs), to_tensor(ys), names

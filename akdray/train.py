@@ -1,0 +1,168 @@
+"""The shared pix2pix optimisation: conditional GAN + lambda * L1 (Eq. 1-2 of the paper).
+
+``fit_gan_l1`` trains a generator towards a *target function* of the batch: for the teacher
+("regular training") the target is the real y; for AKD it is the teacher's output G_t(x)
+(Eq. 4-5); DMP drops the GAN term. DP-SGD reuses :func:`gan_l1_step` with Opacus optimisers.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from akdray.config import RunConfig
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the run is recorded as failed, not as a result."""
+
+
+def resolve_device(cfg: RunConfig) -> torch.device:
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg.device)
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1]."""
+    return images.float().div_(127.5).sub_(1.0)
+
+
+def gan_loss(logits: torch.Tensor, real: bool, mode: str) -> torch.Tensor:
+    """Eq. 1's log-loss (``vanilla``, with logits) or the least-squares variant (``lsgan``)."""
+    target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+    if mode == "lsgan":
+        return nn.functional.mse_loss(logits, target)
+    return nn.functional.binary_cross_entropy_with_logits(logits, target)
+
+
+def linear_decay(epochs: int, epochs_decay: int) -> Callable[[int], float]:
+    """pix2pix's 'linear' lr policy: constant for ``epochs``, then linearly to 0 over ``epochs_decay``."""
+    def factor(epoch: int) -> float:
+        return 1.0 - max(0, epoch + 1 - epochs) / float(epochs_decay + 1)
+    return factor
+
+
+def make_adam(module: nn.Module, cfg: RunConfig) -> torch.optim.Adam:
+    return torch.optim.Adam(module.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+
+
+def gan_l1_step(G: nn.Module, D: nn.Module | None, opt_G, opt_D, x: torch.Tensor, target: torch.Tensor,
+                lam: float, gan_mode: str) -> dict[str, float]:
+    """One pix2pix iteration. D: max log D(x,t) + log(1 - D(x,G(x))); G: GAN + lam * |t - G(x)|_1.
+
+    With ``D=None`` it is a pure L1 regression (the DMP-style distillation baseline).
+    """
+    fake = G(x)
+    losses: dict[str, float] = {}
+    if D is not None:
+        opt_D.zero_grad(set_to_none=True)
+        loss_D = 0.5 * (gan_loss(D(x, target), True, gan_mode) + gan_loss(D(x, fake.detach()), False, gan_mode))
+        loss_D.backward()
+        opt_D.step()
+        losses["loss_D"] = loss_D.item()
+    opt_G.zero_grad(set_to_none=True)
+    loss_l1 = nn.functional.l1_loss(fake, target)
+    loss_G = lam * loss_l1
+    if D is not None:
+        loss_gan = gan_loss(D(x, fake), True, gan_mode)
+        loss_G = loss_G + loss_gan
+        losses["loss_G_gan"] = loss_gan.item()
+    loss_G.backward()
+    opt_G.step()
+    losses["loss_G_l1"] = loss_l1.item()
+    if not all(math.isfinite(v) for v in losses.values()):
+        raise TrainingDiverged(f"non-finite loss {losses}")
+    return losses
+
+
+@dataclass
+class History:
+    """Per-epoch mean losses."""
+
+    epochs: list[dict[str, float]] = field(default_factory=list)
+
+    def add(self, sums: dict[str, float], n: int) -> dict[str, float]:
+        mean = {k: v / max(n, 1) for k, v in sums.items()}
+        self.epochs.append(mean)
+        return mean
+
+
+def shuffled_batches(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[torch.Tensor]:
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    for start in range(0, n, batch_size):
+        yield order[start : start + batch_size]
+
+
+def fit_gan_l1(G: nn.Module, D: nn.Module | None, inputs: torch.Tensor,
+               target_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cfg: RunConfig, *,
+               epochs: int, epochs_decay: int, lam: float, desc: str, device: torch.device) -> History:
+    """Train G (and D) for ``epochs + epochs_decay`` epochs over uint8 ``inputs``.
+
+    ``target_fn(index, x)`` returns the batch's float targets on ``device``; it is the only way
+    the loop learns targets, so callers decide exactly what the generator is allowed to see.
+    """
+    G.to(device).train()
+    opt_G = make_adam(G, cfg)
+    scheds = [torch.optim.lr_scheduler.LambdaLR(opt_G, linear_decay(epochs, epochs_decay))]
+    opt_D = None
+    if D is not None:
+        D.to(device).train()
+        opt_D = make_adam(D, cfg)
+        scheds.append(torch.optim.lr_scheduler.LambdaLR(opt_D, linear_decay(epochs, epochs_decay)))
+    history = History()
+    bar = tqdm(range(epochs + epochs_decay), desc=desc, unit="ep", leave=False, dynamic_ncols=True)
+    for epoch in bar:
+        sums: dict[str, float] = {}
+        steps = 0
+        for index in shuffled_batches(len(inputs), cfg.batch_size, cfg.seed, epoch):
+            x = to_float(inputs[index].to(device))
+            target = target_fn(index, x)
+            for k, v in gan_l1_step(G, D, opt_G, opt_D, x, target, lam, cfg.gan_mode).items():
+                sums[k] = sums.get(k, 0.0) + v
+            steps += 1
+        for s in scheds:
+            s.step()
+        bar.set_postfix({k: f"{v:.3f}" for k, v in history.add(sums, steps).items()})
+    return history
+
+
+@torch.no_grad()
+def generate(G: nn.Module, inputs: torch.Tensor, mode: str, *, device: torch.device,
+             batch_size: int = 16, dropout: bool = False) -> torch.Tensor:
+    """G(x) for uint8 inputs -> float [-1, 1] on CPU.
+
+    ``mode="eval"`` uses BatchNorm running statistics (dropout on only if ``dropout``);
+    ``mode="train"`` is pix2pix's default test behaviour - batch statistics, dropout on - run one
+    image at a time (batch 1) on a deep copy, so the caller's running statistics never change.
+    """
+    model = copy.deepcopy(G).to(device)
+    if mode == "train":
+        model.train()
+        batch_size = 1
+    else:
+        model.eval()
+        if dropout:
+            for m in model.modules():
+                if isinstance(m, nn.Dropout):
+                    m.train()
+    outs = [model(to_float(inputs[i : i + batch_size].to(device))).cpu() for i in range(0, len(inputs), batch_size)]
+    return torch.cat(outs) if outs else torch.empty(0, 3, *inputs.shape[2:])
+
+
+def fit_teacher(cfg: RunConfig, train_x: torch.Tensor, train_y: torch.Tensor, device: torch.device):
+    """Regular pix2pix training on the private pairs (the model that leaks)."""
+    from akdray.models import build_discriminator, build_generator
+
+    torch.manual_seed(cfg.seed)
+    G, D = build_generator(cfg), build_discriminator(cfg)
+    targets = train_y.to(device)
+    history = fit_gan_l1(G, D, train_x, lambda index, x: to_float(targets[index.to(device)]), cfg,
+                         epochs=cfg.epochs, epochs_decay=cfg.epochs_decay, lam=cfg.l1_lambda,
+                         desc="teacher", device=device)
+    return G, history
