@@ -74,6 +74,7 @@ class RunConfig:
     kid_subsets: int = 100
     kid_max_images: int = 100  # images per KID set (outputs, real) for speed; 0 = all
     eval_batch_size: int = 16
+    n_sample_images: int = 4  # first test images saved as PNG (input, target, output) per run
 
     # --- distillation: AKD (Eq. 4-5) and DMP ------------------------------------------
     teacher_checkpoint: str = ""
@@ -162,7 +163,8 @@ def _check_values(cfg: RunConfig) -> None:
     _positive(cfg, "ngf", "ndf", "batch_size", "lr", "eval_batch_size", "kid_subsets", "kid_subset_size")
     _positive(cfg, "l1_lambda", "distill_lambda", "dp_max_grad_norm")
     _positive(cfg, "epochs", "epochs_decay", "distill_epochs", "distill_epochs_decay", allow_zero=True)
-    _positive(cfg, "n_train", "proxy_pool_size", "proxy_size", "n_test", "attack_n_per_side", allow_zero=True)
+    _positive(cfg, "n_train", "proxy_pool_size", "proxy_size", "n_test", "attack_n_per_side", "n_sample_images",
+              allow_zero=True)
     _positive(cfg, "dp_noise_multiplier", "dp_delta", "gauss_sigma", "kid_max_images", allow_zero=True)
     for name in ("beta1", "beta2"):
         if not 0.0 <= getattr(cfg, name) < 1.0:

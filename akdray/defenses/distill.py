@@ -1,0 +1,64 @@
+"""Knowledge distillation of the private teacher into a student trained on proxy inputs only.
+
+AKD (Section III, Eq. 4-5): a fresh student G_s and student discriminator D_s; D_s tells
+(x, G_t(x)) from (x, G_s(x)); G_s minimises the GAN term + lambda * ||G_s(x) - G_t(x)||_1 over
+proxy inputs x. DMP-style baseline: the same with the L1 term only (no discriminator).
+
+Privacy by construction: :func:`fit_student` receives the teacher as a *query function* and the
+proxy set as :class:`InputImages` (inputs, no targets). Nothing here can reach a private pair.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Callable
+
+import torch
+from torch import nn
+
+from akdray.config import RunConfig
+from akdray.data.splits import InputImages
+from akdray.models import build_discriminator, build_generator
+from akdray.train import History, fit_gan_l1
+
+TeacherQuery = Callable[[torch.Tensor], torch.Tensor]
+
+
+def teacher_query(teacher: nn.Module, mode: str, dropout: bool) -> TeacherQuery:
+    """Black-box access to G_t: float [-1, 1] batch in, float batch out, no gradients.
+
+    ``mode="train"`` (batch statistics, dropout on) runs image by image on a private deep copy so
+    the teacher's running statistics stay untouched; ``mode="eval"`` uses them, with dropout (the
+    noise z) on only if ``dropout``.
+    """
+    model = copy.deepcopy(teacher)
+    model.requires_grad_(False)
+    model.train(mode == "train")
+    if mode == "eval" and dropout:
+        for m in model.modules():
+            if isinstance(m, nn.Dropout):
+                m.train()
+
+    @torch.no_grad()
+    def query(x: torch.Tensor) -> torch.Tensor:
+        if mode == "train":
+            return torch.cat([model(x[i : i + 1]) for i in range(len(x))])
+        return model(x)
+
+    return query
+
+
+def fit_student(cfg: RunConfig, query: TeacherQuery, proxy: InputImages, *, adversarial: bool,
+                device: torch.device) -> tuple[nn.Module, History]:
+    """Train a fresh student on ``proxy`` inputs labelled by ``query`` (AKD if ``adversarial``, else DMP)."""
+    if not isinstance(proxy, InputImages):
+        raise TypeError("fit_student takes the proxy set as InputImages (inputs only), "
+                        f"not {type(proxy).__name__}")
+    torch.manual_seed(cfg.seed)
+    student = build_generator(cfg)
+    student_d = build_discriminator(cfg) if adversarial else None
+    history = fit_gan_l1(
+        student, student_d, proxy.x, lambda index, x: query(x), cfg,
+        epochs=cfg.distill_epochs, epochs_decay=cfg.distill_epochs_decay, lam=cfg.distill_lambda,
+        desc="akd" if adversarial else "dmp", device=device,
+    )
+    return student, history

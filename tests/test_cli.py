@@ -1,0 +1,124 @@
+"""The command line: a tiny end-to-end run, and bad input refused before any work."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from akdray.cli import main
+from conftest import TINY
+
+TINY_SETS = [f"--set={k}={v}" for k, v in TINY.items()]
+REQUIRED_KEYS = {"mia_auc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0p1pct_fpr", "kid", "nkid", "gen_gap", "status", "wall_s"}
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "teacher"
+    assert main(["run", "--method", "teacher", *TINY_SETS, "--out", str(out)]) == 0
+    return out
+
+
+def test_teacher_run_writes_row_checkpoint_and_scores(teacher_dir, capsys):
+    row = json.loads((teacher_dir / "row.json").read_text())
+    assert REQUIRED_KEYS <= set(row) and row["status"] == "ok" and row["inference_mode"] == "eval"
+    assert 0.0 <= row["mia_auc"] <= 1.0 and row["kid_subset_size_used"] <= 8
+    assert {"checkpoint.pt", "config.json", "scores.parquet", "samples.parquet"} <= {p.name for p in teacher_dir.iterdir()}
+    assert not [p for p in teacher_dir.parent.iterdir() if p.name.startswith(".")]  # no temp leftovers
+
+
+def test_refuses_to_overwrite_a_result(teacher_dir, capsys):
+    before = (teacher_dir / "row.json").read_text()
+    assert main(["run", "--method", "teacher", *TINY_SETS, "--out", str(teacher_dir)]) == 2
+    assert "not empty" in capsys.readouterr().err and (teacher_dir / "row.json").read_text() == before
+
+
+def write_aligned(root, width=32, n=4):
+    rng = np.random.default_rng(0)
+    for split in ("train", "val", "test"):
+        (root / split).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (16, width, 3), dtype=np.uint8)).save(root / split / f"{i}.png")
+    return root
+
+
+def _aligned_sets(root):
+    return [f"--set=data_source=aligned", f"--set=data_root={root}", "--set=image_size=16", "--set=d_layers=2",
+            "--set=n_train=0", "--set=proxy_pool_size=0", "--set=proxy_size=2", "--set=n_test=0"]
+
+
+def break_odd_width(root):
+    Image.new("RGB", (31, 16)).save(root / "train" / "odd.png")
+    return "odd.png"
+
+
+def break_corrupt(root):
+    (root / "test" / "9.png").write_bytes(b"\x89PNG\r\n\x1a\ntruncated")
+    return "9.png"
+
+
+def break_overlap(root):
+    (root / "val" / "0.png").write_bytes((root / "train" / "1.png").read_bytes())
+    return "overlap"
+
+
+def break_missing(root):
+    import shutil
+    shutil.rmtree(root / "val")
+    return "val"
+
+
+@pytest.mark.parametrize("breaker", [break_odd_width, break_corrupt, break_overlap, break_missing])
+def test_bad_data_is_named_and_nothing_is_written(tmp_path, capsys, breaker):
+    root = write_aligned(tmp_path / "data")
+    needle = breaker(root)
+    out = tmp_path / "out"
+    assert main(["run", "--method", "teacher", *_aligned_sets(root), "--out", str(out)]) == 2
+    assert needle in capsys.readouterr().err
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["data"]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--preset", "nope"], "nope"),
+    (["--set", "bogus=1"], "bogus"),
+    (["--set", "epochs=many"], "epochs"),
+    (["--set", "data_source=aligned", "--set", "data_root=/no/such/dir"], "/no/such/dir"),
+])
+def test_bad_preset_field_or_folder(tmp_path, capsys, args, needle):
+    out = tmp_path / "out"
+    assert main(["run", "--method", "teacher", *args, "--out", str(out)]) == 2
+    assert needle in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("method, args, needle", [
+    ("akd", [], "teacher_checkpoint"),
+    ("akd", ["--teacher", "/no/such/run"], "/no/such/run"),
+    ("akd", ["--set", "image_size=32", "--set", "d_layers=3"], "image_size"),
+    ("dmp", ["--set", "proxy_size=13"], "proxy_size"),
+    ("gauss", ["--set", "gauss_sigma=-0.5"], "gauss_sigma"),
+    ("dpsgd", ["--set", "dp_noise_multiplier=-1"], "dp_noise_multiplier"),
+])
+def test_bad_defense_input_is_refused_before_training(teacher_dir, tmp_path, capsys, method, args, needle):
+    teacher = [] if args[:1] == ["--teacher"] or (method == "akd" and not args) else ["--teacher", str(teacher_dir)]
+    out = tmp_path / "out"
+    assert main(["run", "--method", method, *TINY_SETS, *teacher, *args, "--out", str(out)]) == 2
+    assert needle in capsys.readouterr().err and not out.exists()
+
+
+def test_dry_run_prints_resolved_config(capsys):
+    assert main(["run", "--method", "teacher", "--preset", "facades", "--dry-run"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["image_size"] == 256 and cfg["epochs_decay"] == 100 and cfg["method"] == "teacher"
+
+
+def test_kid_command_prints_json(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    for folder, n in (("real", 5), ("fake", 4)):
+        (tmp_path / folder).mkdir()
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / folder / f"{i}.png")
+    assert main(["kid", str(tmp_path / "real"), str(tmp_path / "fake"), "--subset-size", "50", "--subsets", "5"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["kid_subset_size"] == 4 and set(result) == {"kid_mean", "kid_std", "kid_subset_size"}
+    assert main(["kid", str(tmp_path / "missing"), str(tmp_path / "fake")]) == 2
+    assert "missing" in capsys.readouterr().err
