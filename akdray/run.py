@@ -99,11 +99,11 @@ def _train(p: Prepared) -> tuple[nn.Module | None, Serve, dict[str, Any], RunCon
         G, history = fit_student(cfg, query, p.splits.proxy.inputs_only(),
                                  adversarial=cfg.method == "akd", device=device)
     elif cfg.method == "dpsgd":
-        from akdray.defenses.dpsgd import fit_dpsgd  # Opacus is imported only when needed
+        from akdray.defenses.dpsgd import dp_model_config, fit_dpsgd  # Opacus only when needed
 
         G, history, privacy = fit_dpsgd(cfg, p.splits.train, device)
         extra.update(privacy)
-        saved_cfg = cfg.replace(norm=getattr(G, "norm_used", cfg.norm))
+        saved_cfg = dp_model_config(cfg)  # BatchNorm is replaced by GroupNorm for Opacus
     else:  # gauss: post hoc, no training
         return None, _serve_gauss(p.teacher, cfg, device), extra, cfg
     last = history.epochs[-1] if history.epochs else {}
@@ -139,7 +139,7 @@ def execute(p: Prepared) -> dict[str, Any]:
     except TrainingDiverged as exc:
         status, error = "failed", f"diverged: {exc}"
         train_s = time.perf_counter() - t0
-    row = {**cfg.to_dict(), **{k: _clean(v) for k, v in metrics.items()}}
+    row = {**saved_cfg.to_dict(), **{k: _clean(v) for k, v in metrics.items()}}  # config as trained
     row.update(status=status, error=error, wall_s=time.perf_counter() - t0, train_s=train_s, eval_s=eval_s,
                device_used=str(p.device), started_at=started.isoformat(),
                finished_at=datetime.now(timezone.utc).isoformat(), akdray_version=akdray.__version__,

@@ -122,3 +122,21 @@ def test_kid_command_prints_json(tmp_path, capsys):
     assert result["kid_subset_size"] == 4 and set(result) == {"kid_mean", "kid_std", "kid_subset_size"}
     assert main(["kid", str(tmp_path / "missing"), str(tmp_path / "fake")]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_dpsgd_run_reports_privacy_and_the_norm_it_trained(tmp_path):
+    out = tmp_path / "dp"
+    assert main(["run", "--method", "dpsgd", *TINY_SETS, "--set", "epochs=1", "--out", str(out)]) == 0
+    row = json.loads((out / "row.json").read_text())
+    assert row["norm"] == "group" and row["dp_epsilon"] > 0 and row["dp_delta"] == 1 / 16
+    assert row["dp_steps"] == 4 and row["dp_sample_rate"] == 0.25
+
+
+def test_gauss_run_needs_no_training_and_reports_the_noise(teacher_dir, tmp_path):
+    out = tmp_path / "gauss"
+    assert main(["run", "--method", "gauss", *TINY_SETS, "--teacher", str(teacher_dir), "--set", "gauss_sigma=0.3",
+                 "--out", str(out)]) == 0
+    row = json.loads((out / "row.json").read_text())
+    teacher = json.loads((teacher_dir / "row.json").read_text())
+    assert row["gauss_sigma"] == 0.3 and not (out / "checkpoint.pt").exists()
+    assert row["test_l1"] > teacher["test_l1"]  # noisy outputs are further from the truth
