@@ -1,0 +1,177 @@
+"""The paper's figures as PNG (matplotlib, Agg backend), one data set (preset) per call.
+
+* :func:`pareto_figure` - Figs 3/4: every trial in (AUCROC, NKID), each method's Pareto front as a
+  staircase, the picks starred, AKD's NKID bound dashed, the origin marked "ideal" and AUC 0.5
+  marked "chance".
+* :func:`roc_figure` - ROC curves of the picked models on log-log axes (sklearn ``roc_curve`` on
+  the ``scores`` dataset, attack ``mia``; score = -loss). Rates are floored at half of one
+  step (0.5 / n) so zero rates stay on the log axes.
+* :func:`loss_histograms` - Fig 7: reconstruction loss of members vs non-members for the Regular
+  (teacher) model and AKD.
+* :func:`sample_grid` - Figs 5/6: input, ground truth, teacher, DP-SGD, DMP, AKD (then Gauss if
+  picked) for the first test images all of them share (``samples`` dataset, PNG bytes).
+
+A picked model is shown by its representative run: the ok run of its label with the lowest seed,
+then lowest ``trial_id`` (the confirmation run of seed 0 when there is one).
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from PIL import Image  # noqa: E402
+from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
+
+from analysis.load import METHOD_ORDER  # noqa: E402
+
+COLORS = {"teacher": "black", "akd": "tab:red", "dmp": "tab:blue", "dpsgd": "tab:green", "gauss": "tab:purple"}
+NAMES = {"teacher": "Regular (teacher)", "akd": "AKD", "dmp": "DMP", "dpsgd": "DP-SGD", "gauss": "Gauss"}
+GRID_COLUMNS = (("teacher", "Regular (teacher)"), ("dpsgd@utility", "DP-SGD"), ("dmp@utility", "DMP"),
+                ("akd", "AKD"), ("gauss@utility", "Gauss"))
+DPI = 110
+
+
+def representatives(rows: pd.DataFrame) -> pd.DataFrame:
+    """One ok run per (preset, label): lowest seed, then trial_id. Columns preset, label, method, trial_id."""
+    ok = rows[rows["status"] == "ok"].sort_values(["seed", "trial_id"], kind="mergesort")
+    first = ok.drop_duplicates(["preset", "label"], keep="first")
+    return first[["preset", "label", "method", "trial_id"]].reset_index(drop=True)
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def pareto_figure(trials: pd.DataFrame, front: pd.DataFrame, picks: pd.DataFrame, path: Path, title: str) -> Path:
+    """Trials (ok, non-confirm), their fronts and the picks of one data set."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    for method in METHOD_ORDER:
+        mine = trials[trials["method"] == method]
+        if mine.empty:
+            continue
+        ax.scatter(mine["mia_auc"], mine["nkid"], s=14, alpha=0.35, color=COLORS[method], label=f"{NAMES[method]} trials")
+        line = front[front["method"] == method].sort_values(["mia_auc", "nkid"])
+        ax.step(line["mia_auc"], line["nkid"], where="post", color=COLORS[method], lw=1.6, label=f"{NAMES[method]} front")
+    for (_, method), group in picks.groupby(["trial_id", "method"], sort=False):
+        x, y = float(group["mia_auc"].iloc[0]), float(group["nkid"].iloc[0])
+        ax.scatter([x], [y], marker="*", s=150, color=COLORS.get(method, "grey"), edgecolor="black", linewidths=0.7, zorder=5)
+        ax.annotate("+".join(group["pick"]), (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7)
+    bound = picks.loc[picks["pick"] == "akd", "target"]
+    if len(bound) and np.isfinite(bound.iloc[0]):
+        ax.axhline(bound.iloc[0], color=COLORS["akd"], ls="--", lw=0.8, label="AKD NKID bound: teacher × (1 + tol)")
+    ax.scatter([0], [0], marker="*", s=220, color="gold", edgecolor="black", zorder=6)
+    ax.annotate("ideal", (0, 0), xytext=(6, 6), textcoords="offset points", fontsize=9)
+    ax.axvline(0.5, color="grey", ls=":", lw=1, label="chance (AUC 0.5)")
+    ax.set_xlim(-0.03, max(1.0, float(trials["mia_auc"].max()) + 0.03) if len(trials) else 1.0)
+    ax.set_ylim(-0.03, max(1.0, float(trials["nkid"].max()) + 0.03) if len(trials) else 1.0)
+    ax.set_xlabel("attack AUCROC (lower = more private)")
+    ax.set_ylabel("NKID (lower = better utility)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    return _save(fig, path)
+
+
+def _attack_scores(scores: pd.DataFrame, trial_id: str) -> pd.DataFrame:
+    if scores.empty or "attack" not in scores:
+        return scores.iloc[:0]
+    return scores[(scores["trial_id"] == trial_id) & (scores["attack"] == "mia")]
+
+
+def roc_figure(scores: pd.DataFrame, reps: pd.DataFrame, path: Path, title: str) -> Path | None:
+    """Log-log ROC curves of the representative runs; ``None`` if no run has both classes scored."""
+    fig, ax = plt.subplots(figsize=(5.6, 5.0))
+    floor, drawn = 1.0, 0
+    for _, rep in reps.iterrows():
+        s = _attack_scores(scores, rep["trial_id"])
+        member = s["is_member"].astype(bool).to_numpy() if len(s) else np.zeros(0, dtype=bool)
+        if member.all() or not member.any():
+            continue
+        fpr, tpr, _ = roc_curve(member, s["score"].to_numpy())
+        low = 0.5 / max(member.sum(), (~member).sum())
+        floor = min(floor, low)
+        auc = roc_auc_score(member, s["score"].to_numpy())
+        ax.plot(np.maximum(fpr, low), np.maximum(tpr, low), lw=1.5, color=COLORS.get(rep["method"], "grey"),
+                ls="-" if "@privacy" not in rep["label"] else "--", label=f"{rep['label']} (AUC {auc:.3f})")
+        drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.plot([floor, 1], [floor, 1], color="grey", ls=":", lw=1, label="chance")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(floor, 1)
+    ax.set_ylim(floor, 1.05)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
+
+
+def loss_histograms(scores: pd.DataFrame, panels: list[tuple[str, str]], path: Path, title: str) -> Path | None:
+    """Fig 7: one panel per ``(name, trial_id)``, member vs non-member loss on shared bins."""
+    data = [(name, _attack_scores(scores, tid)) for name, tid in panels]
+    data = [(name, s) for name, s in data if len(s)]
+    if not data:
+        return None
+    losses = np.concatenate([s["loss"].to_numpy(float) for _, s in data])
+    bins = np.linspace(losses.min(), losses.max() + 1e-12, 31)
+    fig, axes = plt.subplots(1, len(data), figsize=(4.2 * len(data), 3.4), squeeze=False, sharex=True,
+                             layout="constrained")
+    for ax, (name, s) in zip(axes[0], data):
+        member = s["is_member"].astype(bool)
+        ax.hist(s.loc[member, "loss"], bins=bins, alpha=0.6, color="tab:red", label="members (train)")
+        ax.hist(s.loc[~member, "loss"], bins=bins, alpha=0.6, color="tab:blue", label="non-members (test)")
+        ax.set_title(name)
+        ax.set_xlabel("reconstruction loss (L1)")
+        ax.set_ylabel("images")
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _decode(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def sample_grid(samples: pd.DataFrame, columns: list[tuple[str, str]], path: Path, title: str,
+                n_images: int = 4) -> Path | None:
+    """Figs 5/6: rows = test images, columns = input, ground truth, then each ``(name, trial_id)``."""
+    if samples.empty or not columns:
+        return None
+    by_trial = {tid: samples[samples["trial_id"] == tid].drop_duplicates("name").set_index("name") for _, tid in columns}
+    columns = [(name, tid) for name, tid in columns if len(by_trial[tid])]
+    if not columns:
+        return None
+    names = sorted(set.intersection(*(set(by_trial[tid].index) for _, tid in columns)))[:n_images]
+    if not names:
+        return None
+    heads = ["Input", "Ground truth"] + [name for name, _ in columns]
+    fig, axes = plt.subplots(len(names), len(heads), figsize=(1.6 * len(heads), 1.7 * len(names) + 0.4), squeeze=False,
+                             layout="constrained")
+    first = by_trial[columns[0][1]]
+    for r, image in enumerate(names):
+        pictures = [first.loc[image, "input_png"], first.loc[image, "target_png"]]
+        pictures += [by_trial[tid].loc[image, "output_png"] for _, tid in columns]
+        for c, png in enumerate(pictures):
+            ax = axes[r][c]
+            ax.imshow(_decode(png), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(heads[c], fontsize=8)
+            if c == 0:
+                ax.set_ylabel(str(image).rsplit("/", 1)[-1], fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return _save(fig, path)

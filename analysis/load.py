@@ -1,0 +1,163 @@
+"""Read a sweep: ``SWEEP_DIR/{results,scores,samples}`` (hive-partitioned Parquet) and ``sweep.json``.
+
+Each Parquet file is read on its own and the frames are concatenated, so files whose schemas
+drifted (a metric column all-null in one partition, ``double`` in another) still combine; the
+``key=value`` folder names become columns. ``SWEEP_DIR`` may be a local folder or any URI
+pyarrow understands (``s3://...``, ``gs://...``), so a cluster's sweep is read in place.
+
+Row conventions (see :func:`normalize_results`): ``method`` is a plain ``str`` (``pd.read_parquet``
+gives a categorical), ``stage`` defaults to ``"teacher"``/``"search"`` when absent, ``status``
+to ``"ok"``, and the config fields and the metrics used here are numeric.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import unquote
+
+import pandas as pd
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from akdray.config import FIELD_TYPES, METHODS
+
+RESULTS, SCORES, SAMPLES, SWEEP_JSON = "results", "scores", "samples", "sweep.json"
+METHOD_ORDER = METHODS  # teacher, akd, dmp, dpsgd, gauss: the order of every table and legend
+# Metric / info columns this package reads; coerced to float (a failed row's None -> NaN).
+NUMERIC_COLUMNS = (
+    "mia_auc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0p1pct_fpr", "mia_balanced_acc", "proxy_mia_auc",
+    "train_l1", "test_l1", "kid", "kid_std", "kid_max", "nkid", "kid_train", "nkid_train", "gen_gap",
+    "dp_epsilon", "dp_sample_rate", "dp_steps", "wall_s", "train_s", "eval_s",
+)
+
+
+class NoResultsError(FileNotFoundError):
+    """``SWEEP_DIR/results`` is missing or holds no rows."""
+
+
+def _filesystem(path: str | Path) -> tuple[pafs.FileSystem, str]:
+    text = str(path)
+    if "://" in text:
+        return pafs.FileSystem.from_uri(text)
+    return pafs.LocalFileSystem(), str(Path(text).resolve())
+
+
+def _partitions(relative: str) -> dict[str, str]:
+    """``method=akd/part-0.parquet`` -> ``{"method": "akd"}`` (values URL-decoded, as pyarrow writes them)."""
+    parts = {}
+    for segment in relative.split("/")[:-1]:
+        key, sep, value = segment.partition("=")
+        if sep and key:
+            parts[key] = unquote(value)
+    return parts
+
+
+def _data_files(fs: pafs.FileSystem, root: str) -> list[tuple[str, dict[str, str]]]:
+    info = fs.get_file_info(root)
+    if info.type == pafs.FileType.File:
+        return [(root, {})]
+    if info.type != pafs.FileType.Directory:
+        return []
+    found = [f for f in fs.get_file_info(pafs.FileSelector(root, recursive=True)) if f.type == pafs.FileType.File]
+    visible = [f for f in found if not any(p.startswith((".", "_")) for p in f.path[len(root):].split("/") if p)]
+    parquet = [f for f in visible if f.path.endswith((".parquet", ".pq"))] or visible
+    return [(f.path, _partitions(f.path[len(root):].lstrip("/"))) for f in sorted(parquet, key=lambda f: f.path)]
+
+
+def read_dataset(path: str | Path, *, where: dict[str, set] | None = None) -> pd.DataFrame | None:
+    """Every row of a (hive-partitioned) Parquet dataset; ``None`` if there is no such dataset.
+
+    ``where`` keeps only rows whose column value is in the given set (partition folders that
+    cannot match are not opened).
+    """
+    fs, root = _filesystem(path)
+    files = _data_files(fs, root)
+    if not files:
+        return None
+    frames = []
+    for file, parts in files:
+        if where and any(k in parts and parts[k] not in {str(v) for v in allowed} for k, allowed in where.items()):
+            continue
+        columns = set(pq.read_schema(file, filesystem=fs).names)
+        filters = [(k, "in", list(v)) for k, v in (where or {}).items() if k in columns and k not in parts]
+        frame = pq.read_table(file, filesystem=fs, filters=filters or None).to_pandas()
+        for key, value in parts.items():
+            if key not in frame.columns:
+                frame[key] = value
+        frames.append(frame)
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _cast_field(series: pd.Series, typ: type) -> pd.Series:
+    if typ is str:
+        return series.astype(object).where(series.notna(), "").astype(str)
+    if typ is bool:
+        if series.dtype == bool:
+            return series
+        return series.map(lambda v: str(v).strip().lower() in ("true", "1", "yes", "1.0"))
+    return pd.to_numeric(series, errors="coerce")
+
+
+def normalize_results(df: pd.DataFrame) -> pd.DataFrame:
+    """Typed copy of a results frame (idempotent); safe on a frame from ``pd.read_parquet``."""
+    out = df.copy()
+    if "method" not in out.columns:
+        raise ValueError("results have no 'method' column")
+    out["method"] = out["method"].astype(str)
+    for name, typ in FIELD_TYPES.items():
+        if name in out.columns and name != "method":
+            out[name] = _cast_field(out[name], typ)
+    for name in NUMERIC_COLUMNS:
+        if name in out.columns:
+            out[name] = pd.to_numeric(out[name], errors="coerce")
+    if "trial_id" not in out.columns:
+        out["trial_id"] = [f"row{i:06d}" for i in range(len(out))]
+    out["trial_id"] = out["trial_id"].astype(str)
+    default_stage = out["method"].map(lambda m: "teacher" if m == "teacher" else "search")
+    out["stage"] = out["stage"].astype(object).where(out["stage"].notna(), default_stage) if "stage" in out else default_stage
+    out["stage"] = out["stage"].astype(str)
+    out["status"] = out["status"].astype(object).fillna("ok").astype(str) if "status" in out else "ok"
+    if "preset" not in out.columns:
+        out["preset"] = "cpu-small"
+    for name in ("sweep_id", "pick"):  # ``pick``: the confirmation label, None outside that stage
+        column = out[name] if name in out.columns else pd.Series(None, index=out.index, dtype=object)
+        out[name] = column.astype(object).where(column.notna(), None)
+    return out.reset_index(drop=True)
+
+
+def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows that ran to the end (status ``ok``) with both objectives present."""
+    keep = (df["status"] == "ok") & df["mia_auc"].notna() & df["nkid"].notna()
+    return df[keep]
+
+
+def load_results(sweep_dir: str | Path) -> pd.DataFrame:
+    """The normalised results rows; raises :class:`NoResultsError` with the path it looked at."""
+    path = f"{str(sweep_dir).rstrip('/')}/{RESULTS}"
+    df = read_dataset(path)
+    if df is None or df.empty:
+        raise NoResultsError(f"no results dataset: {path} is missing or holds no Parquet rows")
+    return normalize_results(df)
+
+
+def load_rows_for(sweep_dir: str | Path, dataset: str, trial_ids) -> pd.DataFrame:
+    """Rows of ``scores`` or ``samples`` for the given trials (empty frame if the dataset is absent)."""
+    ids = {str(t) for t in trial_ids}
+    df = read_dataset(f"{str(sweep_dir).rstrip('/')}/{dataset}", where={"trial_id": ids}) if ids else None
+    if df is None or df.empty:
+        return pd.DataFrame(columns=["trial_id", "method"])
+    df["trial_id"] = df["trial_id"].astype(str)
+    df["method"] = df["method"].astype(str)
+    return df[df["trial_id"].isin(ids)].reset_index(drop=True)
+
+
+def load_provenance(sweep_dir: str | Path) -> dict:
+    """``sweep.json`` as a dict, or ``{}`` if the sweep has none (or it is unreadable)."""
+    fs, root = _filesystem(sweep_dir)
+    try:
+        with fs.open_input_stream(f"{root}/{SWEEP_JSON}") as fh:
+            data = json.loads(fh.read().decode())
+    except (FileNotFoundError, OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {"sweep.json": data}

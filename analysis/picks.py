@@ -1,0 +1,161 @@
+"""Matched operating points (the paper's "same utility" / "same privacy" DP-SGD rows) and the
+configurations of the confirmation stage.
+
+The pick rule, per data set (``preset``), on ok rows of the ``teacher`` and ``search`` stages:
+
+1. **teacher** - the teacher row with the lowest ``seed``, then the lowest ``trial_id`` (the
+   Regular model of Tables II-IV). ``teacher_nkid`` is the mean NKID of all ok teacher rows.
+2. **akd** - on AKD's Pareto front in (AUCROC, NKID) (:mod:`analysis.fronts`), the point with the
+   lowest ``mia_auc`` whose ``nkid <= teacher_nkid * (1 + tol)`` (``tol`` = 0.5 by default: at
+   most 50 % worse utility than the undefended model). Ties: lower ``nkid``, then ``trial_id``.
+   If no front point qualifies (or there is no teacher), the front point with the lowest
+   ``nkid`` (ties: lower ``mia_auc``, then ``trial_id``); the ``rule`` column says which applied.
+3. For each baseline ``b`` in (dmp, dpsgd, gauss), over all its ok trials (not only its front):
+   **b@utility** - the trial nearest to AKD's pick in NKID (ties: lower ``mia_auc``, then lower
+   ``nkid``, then ``trial_id``); **b@privacy** - nearest in AUCROC (ties: lower ``nkid``, then
+   lower ``mia_auc``, then ``trial_id``). Distances are rounded to 12 decimals before comparing
+   so floating-point noise cannot break a tie; ``trial_id`` compares as a string.
+
+All functions are pure: DataFrame in, DataFrame / list out.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from akdray.config import FIELD_TYPES, METHODS_NEEDING_TEACHER, from_dict
+from analysis.fronts import frontier_rows, pareto_front
+from analysis.load import normalize_results
+
+BASELINES = ("dmp", "dpsgd", "gauss")
+DEFAULT_TOL = 0.5
+DEFAULT_SEEDS = (0, 1, 2, 3, 4)
+PICK_COLUMNS = ["preset", "pick", "method", "match", "trial_id", "seed", "mia_auc", "nkid", "target",
+                "distance", "rule"]
+TEACHER_PLACEHOLDER = "<teacher of the same seed, filled by the sweep>"
+
+
+def _first(rows: pd.DataFrame, keys: list[str]) -> pd.Series:
+    return rows.sort_values(keys, kind="mergesort").iloc[0]
+
+
+def _record(preset, pick, row, match="", target=np.nan, distance=np.nan, rule="") -> dict[str, Any]:
+    return dict(preset=preset, pick=pick, method=row["method"], match=match, trial_id=row["trial_id"],
+                seed=int(row["seed"]), mia_auc=float(row["mia_auc"]), nkid=float(row["nkid"]),
+                target=float(target), distance=float(distance), rule=rule)
+
+
+def pick_akd(akd_rows: pd.DataFrame, teacher_nkid: float, tol: float = DEFAULT_TOL) -> tuple[pd.Series, str]:
+    """AKD's operating point by the rule of step 2; returns (row, rule that applied)."""
+    front = pareto_front(akd_rows)
+    bound = teacher_nkid * (1.0 + tol)
+    qualifying = front[front["nkid"] <= bound] if np.isfinite(bound) else front.iloc[:0]
+    if len(qualifying):
+        return _first(qualifying, ["mia_auc", "nkid", "trial_id"]), f"lowest AUC on front with NKID <= {bound:.4g}"
+    why = "no teacher" if not np.isfinite(bound) else f"no front point with NKID <= {bound:.4g}"
+    return _first(front, ["nkid", "mia_auc", "trial_id"]), f"{why}: lowest NKID on front"
+
+
+def nearest(rows: pd.DataFrame, column: str, target: float, ties: list[str]) -> tuple[pd.Series, float]:
+    """Row whose ``column`` is nearest ``target``; ties broken by ``ties`` then ``trial_id``."""
+    ranked = rows.assign(_distance=(rows[column] - target).abs().round(12))
+    row = _first(ranked, ["_distance", *ties, "trial_id"])
+    return row, float(row["_distance"])
+
+
+def matched_picks(results: pd.DataFrame, tol: float = DEFAULT_TOL, baselines: Iterable[str] = BASELINES) -> pd.DataFrame:
+    """The picks of every data set: teacher, akd, then ``b@utility`` and ``b@privacy`` per baseline."""
+    rows = frontier_rows(results)
+    records = []
+    for preset in sorted(rows["preset"].unique()):
+        here = rows[rows["preset"] == preset]
+        teachers, akd = here[here["method"] == "teacher"], here[here["method"] == "akd"]
+        teacher_nkid = float(teachers["nkid"].mean()) if len(teachers) else np.nan
+        if len(teachers):
+            rule = f"lowest seed, then trial_id; teacher mean NKID {teacher_nkid:.4g} over {len(teachers)} rows"
+            records.append(_record(preset, "teacher", _first(teachers, ["seed", "trial_id"]), rule=rule))
+        if akd.empty:
+            continue
+        ref, rule = pick_akd(akd, teacher_nkid, tol)
+        records.append(_record(preset, "akd", ref, target=teacher_nkid * (1.0 + tol), rule=rule))
+        for method in baselines:
+            cands = here[here["method"] == method]
+            if cands.empty:
+                continue
+            row, dist = nearest(cands, "nkid", ref["nkid"], ["mia_auc", "nkid"])
+            records.append(_record(preset, f"{method}@utility", row, "utility", ref["nkid"], dist,
+                                   "nearest NKID to AKD; ties: lower AUC, NKID, trial_id"))
+            row, dist = nearest(cands, "mia_auc", ref["mia_auc"], ["nkid", "mia_auc"])
+            records.append(_record(preset, f"{method}@privacy", row, "privacy", ref["mia_auc"], dist,
+                                   "nearest AUC to AKD; ties: lower NKID, AUC, trial_id"))
+    return pd.DataFrame(records, columns=PICK_COLUMNS)
+
+
+def pick_labels(picks: pd.DataFrame) -> pd.DataFrame:
+    """One row per picked trial: picks that chose the same trial share it, labels joined by ``+``
+    in pick order (e.g. ``dpsgd@utility+dpsgd@privacy``). Columns preset, label, method, trial_id."""
+    records = []
+    for (preset, trial_id), group in picks.groupby(["preset", "trial_id"], sort=False):
+        records.append(dict(preset=preset, label="+".join(group["pick"]), method=group["method"].iloc[0],
+                            trial_id=trial_id, order=int(group.index.min())))
+    out = pd.DataFrame(records, columns=["preset", "label", "method", "trial_id", "order"])
+    return out.sort_values("order", kind="mergesort").drop(columns="order").reset_index(drop=True)
+
+
+def run_config_dict(row: pd.Series) -> dict[str, Any]:
+    """The RunConfig fields of a results row, as plain Python values of the field's type."""
+    missing = [name for name in FIELD_TYPES if name not in row.index]
+    if missing:
+        raise ValueError(f"results row {row.get('trial_id')!r} lacks RunConfig field(s) {', '.join(missing)}")
+    cfg = {}
+    for name, typ in FIELD_TYPES.items():
+        value = row[name]
+        cfg[name] = value.item() if hasattr(value, "item") else value
+        cfg[name] = typ(cfg[name]) if typ is not bool else bool(cfg[name])
+    return cfg
+
+
+def confirmation_configs(results: pd.DataFrame, seeds: Iterable[int] = DEFAULT_SEEDS, *, tol: float = DEFAULT_TOL,
+                         baselines: Iterable[str] = BASELINES, picks: pd.DataFrame | None = None,
+                         ) -> list[tuple[str, dict[str, Any]]]:
+    """The confirmation stage: every picked configuration re-run with each of ``seeds``.
+
+    Returns ``[(label, cfg), ...]``: ``cfg`` is a flat dict of exactly the ``RunConfig`` fields
+    (``akdray.config.from_dict(cfg)`` accepts it once ``teacher_checkpoint`` is filled), copied
+    from the picked row with ``seed`` replaced; ``label`` is the pick (``"teacher"``, ``"akd"``,
+    ``"dmp@utility"``, ``"dpsgd@privacy"``, ...; picks of the same trial share one config with
+    labels joined by ``+``, so nothing runs twice). Order: all teacher configs first, then the
+    rest in pick order, seeds ascending within a pick. A sweep with several presets yields one
+    set per preset (``cfg["preset"]`` tells them apart); ``(preset, label, seed)`` is unique.
+
+    Contract with the sweep (``sweeps/pareto.py``):
+
+    * For ``method`` in akd, dmp, gauss, ``cfg["teacher_checkpoint"]`` is ``""``: the sweep must
+      set it to the checkpoint of the ``"teacher"`` confirmation run with the SAME ``preset`` and
+      ``seed`` (so run the teacher configs first). Other methods keep ``""``.
+    * Every row written for these runs has ``stage == "confirm"`` and a string column ``pick``
+      holding ``label`` verbatim; :mod:`analysis.tables` groups Tables II-IV by it.
+
+    Each config is validated with ``akdray.config.from_dict`` (a placeholder teacher for the
+    methods that need one), so a bad row fails here rather than on the cluster.
+    """
+    results = normalize_results(results)
+    picks = matched_picks(results, tol, baselines) if picks is None else picks
+    labels = pick_labels(picks)
+    searched = results[results["stage"] != "confirm"]  # picks are search/teacher trials
+    by_trial = dict(zip(searched["trial_id"], searched.to_dict("records")))
+    first = labels["method"].eq("teacher").map({True: 0, False: 1})
+    out = []
+    for _, pick in labels.assign(_first=first).sort_values("_first", kind="mergesort").iterrows():
+        base = run_config_dict(pd.Series(by_trial[str(pick["trial_id"])]))
+        for seed in sorted(int(s) for s in seeds):
+            cfg = {**base, "seed": seed}
+            if cfg["method"] in METHODS_NEEDING_TEACHER:
+                cfg["teacher_checkpoint"] = ""
+                from_dict({**cfg, "teacher_checkpoint": TEACHER_PLACEHOLDER})
+            else:
+                from_dict(cfg)
+            out.append((pick["label"], cfg))
+    return out

@@ -1,0 +1,230 @@
+"""``python analysis/report.py SWEEP_DIR [--out DIR]``: a sweep's Parquet -> the paper's evidence.
+
+Writes into ``DIR`` (default ``SWEEP_DIR/report``; ``./report`` for a URI such as ``s3://...``):
+
+* ``report.html`` - self-contained (CSS inline, figures as base64 data URIs);
+* ``report.md``   - the Markdown twin, pointing at ``figures/*.png`` next to it;
+* ``tables/table2.csv``, ``table3.csv``, ``table4.csv`` (Tables II-IV, numeric mean/std columns),
+  ``picks.csv``, ``hypervolume.csv``, ``counts.csv``;
+* ``confirm_configs.json`` - :func:`analysis.picks.confirmation_configs` for the sweep's
+  confirmation stage, ``[{"pick": label, "config": {...RunConfig fields...}}, ...]``.
+
+Exit status: 0 written; 2 bad input (no ``SWEEP_DIR/results`` dataset, unreadable Parquet, bad option).
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import re
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pyarrow as pa  # noqa: E402
+
+from analysis import figures, fronts, picks as picking, tables  # noqa: E402
+from analysis.load import METHOD_ORDER, NoResultsError, load_provenance, load_results, load_rows_for  # noqa: E402
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:0.88em}th,td{border:1px solid #bbb;padding:3px 8px;text-align:left}
+th{background:#eee}caption{caption-side:top;text-align:left;font-weight:600;padding:4px 0}
+figure{margin:1.2em 0}img{max-width:100%;border:1px solid #ddd}figcaption{font-size:0.88em;color:#444}"""
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)) or "_"
+
+
+def _join(values) -> str:
+    items = sorted({str(v) for v in values if v is not None and not (isinstance(v, float) and np.isnan(v)) and str(v) != ""})
+    return ", ".join(items) if items else "—"
+
+
+def provenance(results: pd.DataFrame, sweep_json: dict) -> pd.DataFrame:
+    """Key/value table: ``sweep.json`` first, then what the rows themselves say."""
+    items = [(f"sweep.json: {k}", v if isinstance(v, str) else json.dumps(v, default=str)) for k, v in sweep_json.items()]
+    col = lambda name: results[name] if name in results else pd.Series(dtype=object)  # noqa: E731
+    wall = pd.to_numeric(col("wall_s"), errors="coerce")
+    n_ok = int((results["status"] == "ok").sum())
+    items += [
+        ("sweep_id", _join(col("sweep_id"))), ("presets", _join(results["preset"])),
+        ("seeds", ", ".join(str(int(s)) for s in sorted(pd.to_numeric(col("seed"), errors="coerce").dropna().unique()))),
+        ("commit", str(sweep_json.get("commit", "not recorded (no sweep.json commit)"))),
+        ("akdray_version", _join(col("akdray_version"))), ("torch_version", _join(col("torch_version"))),
+        ("hosts", _join(col("host"))), ("devices", _join(col("device_used"))),
+        ("trials", f"{len(results)} ({n_ok} ok, {len(results) - n_ok} failed)"),
+        ("summed run wall time", f"{wall.sum():.1f} s ({wall.sum() / 3600:.2f} h) over {int(wall.notna().sum())} runs"),
+        ("first run started", _first_last(col("started_at"), min)), ("last run finished", _first_last(col("finished_at"), max)),
+    ]
+    return pd.DataFrame(items, columns=["key", "value"])
+
+
+def _first_last(series: pd.Series, pick) -> str:
+    values = [str(v) for v in series.dropna() if str(v)]
+    return pick(values) if values else "—"
+
+
+def counts(results: pd.DataFrame) -> pd.DataFrame:
+    """Trials per (preset, method, stage): ok and failed."""
+    grouped = results.assign(ok=results["status"] == "ok").groupby(["preset", "method", "stage"], sort=False)["ok"]
+    out = grouped.agg(ok="sum", total="count").reset_index()
+    out["failed"] = out["total"] - out["ok"]
+    rank = out["method"].map(lambda m: METHOD_ORDER.index(m) if m in METHOD_ORDER else 99)
+    return out.assign(_r=rank).sort_values(["preset", "_r", "stage"]).drop(columns=["_r", "total"]).reset_index(drop=True)
+
+
+def _find(reps: pd.DataFrame, part: str) -> str | None:
+    hit = reps[reps["label"].map(lambda label: part in label.split("+"))]
+    return str(hit["trial_id"].iloc[0]) if len(hit) else None
+
+
+class Doc:
+    """Blocks rendered twice: HTML (figures inlined) and Markdown (figures as files)."""
+
+    def __init__(self, out: Path):
+        self.out, self.html, self.md = out, [], []
+
+    def heading(self, text: str, level: int = 2) -> None:
+        self.html.append(f"<h{level}>{html.escape(text)}</h{level}>")
+        self.md.append(f"{'#' * level} {text}")
+
+    def text(self, text: str) -> None:
+        self.html.append(f"<p>{html.escape(text)}</p>")
+        self.md.append(text)
+
+    def table(self, frame: pd.DataFrame, caption: str = "") -> None:
+        self.html.append(tables.html_table(frame, caption))
+        self.md.append((f"**{caption}**\n\n" if caption else "") + tables.markdown_table(frame))
+
+    def figure(self, path: Path | None, caption: str) -> None:
+        if path is None:
+            self.text(f"({caption}: no data in the sweep.)")
+            return
+        data = base64.b64encode(path.read_bytes()).decode()
+        self.html.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
+                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+        self.md.append(f"![{caption}]({path.relative_to(self.out).as_posix()})\n\n*{caption}*")
+
+    def write(self, title: str) -> tuple[Path, Path]:
+        page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+                f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>\n" + "\n".join(self.html) + "\n</body></html>\n")
+        (self.out / "report.html").write_text(page, encoding="utf-8")
+        (self.out / "report.md").write_text(f"# {title}\n\n" + "\n\n".join(self.md) + "\n", encoding="utf-8")
+        return self.out / "report.html", self.out / "report.md"
+
+
+def _fmt(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.map(lambda v: f"{v:.4g}" if isinstance(v, float) and np.isfinite(v) else ("—" if isinstance(v, float) else v))
+
+
+def build_report(sweep_dir: str, out: Path, tol: float = picking.DEFAULT_TOL, seeds=picking.DEFAULT_SEEDS,
+                 n_images: int = 4) -> tuple[Path, Path]:
+    """Everything above; returns (report.html, report.md). Raises NoResultsError without results."""
+    results = load_results(sweep_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "tables").mkdir(exist_ok=True)
+    trials, front, hv = fronts.frontier_rows(results), fronts.fronts(results), fronts.hypervolume_table(results)
+    picks = picking.matched_picks(results, tol)
+    rows, sources = tables.pick_rows(results, picks)
+    reps = figures.representatives(rows)
+    scores = load_rows_for(sweep_dir, "scores", reps["trial_id"])
+    samples = load_rows_for(sweep_dir, "samples", reps["trial_id"])
+
+    doc = Doc(out)
+    doc.heading("Provenance")
+    doc.table(provenance(results, load_provenance(sweep_dir)))
+    count_frame = counts(results)
+    doc.table(count_frame, "Trials per data set, method and stage (failed rows are excluded from fronts, picks and tables).")
+    failed = results[results["status"] != "ok"]
+    if len(failed):
+        cols = [c for c in ("preset", "method", "stage", "trial_id", "error") if c in failed]
+        doc.table(failed[cols].head(20).fillna("—"), f"Failed trials ({len(failed)}; first 20).")
+
+    doc.heading("Pareto fronts and hypervolume (Figs 3/4)")
+    doc.text("Both objectives are minimised: attack AUCROC (mia_auc) and NKID. Hypervolume: exact 2-D area dominated by "
+             "each method's front inside the box bounded by the reference point (AUC 1.0, NKID 1.0); larger is better.")
+    doc.table(_fmt(hv), "Hypervolume per method (fronts from teacher and search stages).")
+
+    doc.heading("Matched picks")
+    doc.text(f"Rule (tol = {tol}): AKD = the front point with the lowest AUC whose NKID <= teacher mean NKID x (1 + tol), "
+             "else the lowest-NKID front point; for each baseline, the trial nearest to AKD in NKID (@utility; ties: "
+             "lower AUC, NKID, trial_id) and in AUC (@privacy; ties: lower NKID, AUC, trial_id). Teacher = lowest seed.")
+    doc.table(_fmt(picks), "Picks (target: the NKID bound for akd, AKD's value for the baselines).")
+
+    doc.heading("Tables II-IV")
+    for spec in tables.TABLES:
+        summary = tables.summarize(rows, spec, sources)
+        summary.to_csv(out / "tables" / f"{spec.key}.csv", index=False)
+        doc.table(tables.display(summary, spec), tables.caption(spec, sources))
+
+    doc.heading("Figures")
+    for preset in sorted(results["preset"].unique()):
+        _figures(doc, preset, trials, front, picks, reps[reps["preset"] == preset], scores, samples, n_images)
+
+    picks.to_csv(out / "tables" / "picks.csv", index=False)
+    hv.to_csv(out / "tables" / "hypervolume.csv", index=False)
+    count_frame.to_csv(out / "tables" / "counts.csv", index=False)
+    doc.heading("Confirmation stage")
+    doc.text(_write_confirm(results, picks, seeds, out))
+    return doc.write(f"AKD vs membership inference - sweep report ({Path(str(sweep_dir)).name})")
+
+
+def _figures(doc: Doc, preset: str, trials, front, picks, reps, scores, samples, n_images: int) -> None:
+    """The four figures of one data set, in the report's order."""
+    slug, fig_dir = _slug(preset), doc.out / "figures"
+    doc.figure(figures.pareto_figure(trials[trials["preset"] == preset], front[front["preset"] == preset],
+                                     picks[picks["preset"] == preset], fig_dir / f"pareto_{slug}.png",
+                                     f"{preset}: trials and Pareto fronts"),
+               f"Fig 3/4 ({preset}): every ok trial, each method's Pareto front, the picks (stars).")
+    doc.figure(figures.roc_figure(scores, reps, fig_dir / f"roc_{slug}.png", f"{preset}: attack ROC"),
+               f"ROC curves ({preset}) of the picked models, log-log; dashed = @privacy picks.")
+    panels = [(name, tid) for name, key in (("Regular (teacher)", "teacher"), ("AKD", "akd")) if (tid := _find(reps, key))]
+    doc.figure(figures.loss_histograms(scores, panels, fig_dir / f"loss_hist_{slug}.png", f"{preset}: reconstruction loss"),
+               f"Fig 7 ({preset}): reconstruction loss of members vs non-members, Regular and AKD.")
+    grid = [(name, tid) for key, name in figures.GRID_COLUMNS if (tid := _find(reps, key))]
+    doc.figure(figures.sample_grid(samples, grid, fig_dir / f"samples_{slug}.png", f"{preset}: test samples", n_images),
+               f"Figs 5/6 ({preset}): input, ground truth and outputs (DP-SGD and DMP at AKD's utility).")
+
+
+def _write_confirm(results: pd.DataFrame, picks: pd.DataFrame, seeds, out: Path) -> str:
+    try:
+        configs = picking.confirmation_configs(results, seeds, picks=picks)
+    except (ValueError, KeyError) as exc:  # e.g. rows without every RunConfig field
+        return f"No confirmation configs: {exc}"
+    path = out / "confirm_configs.json"
+    path.write_text(json.dumps([{"pick": label, "config": cfg} for label, cfg in configs], indent=1) + "\n")
+    return (f"{len(configs)} confirmation configs (picks x seeds {list(seeds)}) written to {path.name}; the sweep fills "
+            "teacher_checkpoint for akd/dmp/gauss with the teacher run of the same seed and writes stage='confirm' "
+            "and the label in a 'pick' column.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="analysis/report.py", description="Build the sweep report (HTML + Markdown, "
+                                     "tables II-IV, figures, picks) from SWEEP_DIR/{results,scores,samples}.")
+    parser.add_argument("sweep_dir", help="sweep folder (or URI) holding results/, scores/, samples/")
+    parser.add_argument("--out", help="output folder (default SWEEP_DIR/report)")
+    parser.add_argument("--tol", type=float, default=picking.DEFAULT_TOL, help="AKD pick: NKID <= teacher NKID x (1 + tol)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(picking.DEFAULT_SEEDS), help="confirmation seeds")
+    parser.add_argument("--images", type=int, default=4, help="test images in the sample grid")
+    args = parser.parse_args(argv)
+    out = Path(args.out) if args.out else (Path("report") if "://" in args.sweep_dir else Path(args.sweep_dir) / "report")
+    try:
+        html_path, md_path = build_report(args.sweep_dir, out, args.tol, tuple(args.seeds), args.images)
+    except NoResultsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except pa.ArrowInvalid as exc:  # a corrupt or non-Parquet file in the datasets
+        print(f"error: cannot read the sweep's Parquet under {args.sweep_dir}: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {html_path}\nwrote {md_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

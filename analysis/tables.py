@@ -1,0 +1,142 @@
+"""Tables II, III and IV of the paper: mean +- std over seeds per data set and pick.
+
+* **Table II** - privacy and utility: attack AUCROC (``mia_auc``) and NKID (``nkid``), with the
+  DP-SGD budget ``dp_epsilon`` where there is one.
+* **Table III** - attack TPR at low FPR: ``mia_tpr_at_1pct_fpr`` and ``mia_tpr_at_0p1pct_fpr``.
+* **Table IV** - generalization gap: ``nkid_train``, ``nkid`` (test) and ``gen_gap`` =
+  NKID(train) - NKID(test).
+
+Rows come from the ``confirm`` stage, grouped by its ``pick`` column; a pick with no confirm rows
+is shown from the search row of its trial (one run, so no std). The ``Source`` column and the
+caption say which. Means and sample standard deviations (ddof = 1) use ok rows only; ``n_failed``
+counts the failed ones.
+"""
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from analysis.load import METHOD_ORDER, normalize_results
+from analysis.picks import pick_labels
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    key: str
+    title: str
+    caption: str
+    metrics: tuple[tuple[str, str], ...]  # (column, header)
+
+
+TABLES = (
+    TableSpec("table2", "Table II", "Privacy (attack AUCROC; 0.5 = chance, lower is more private) and utility "
+              "(NKID; lower is better).", (("mia_auc", "AUCROC"), ("nkid", "NKID"), ("dp_epsilon", "DP ε"))),
+    TableSpec("table3", "Table III", "Attack TPR at low FPR (the reconstruction-loss attack, Eq. 3).",
+              (("mia_tpr_at_1pct_fpr", "TPR @ 1% FPR"), ("mia_tpr_at_0p1pct_fpr", "TPR @ 0.1% FPR"))),
+    TableSpec("table4", "Table IV", "Generalization gap: NKID(train) − NKID(test).",
+              (("nkid_train", "NKID train"), ("nkid", "NKID test"), ("gen_gap", "gap"))),
+)
+
+
+def _label_key(label: str, method: str) -> tuple:
+    first = label.split("+")[0]
+    rank = METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
+    return rank, 0 if first.endswith("@utility") else 1, label
+
+
+def pick_rows(results: pd.DataFrame, picks: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Rows behind the tables, with ``label`` and ``source`` columns, and each preset's source.
+
+    Per data set: every ``confirm`` row with a ``pick`` (``source = "confirm"``), plus - for each
+    current pick none of whose ``+``-parts was confirmed - the search row of the picked trial
+    (``source = "search"``). A preset's source is ``confirm``, ``search`` or ``mixed``.
+    """
+    results = normalize_results(results)
+    labels = pick_labels(picks)
+    confirmed = results[(results["stage"] == "confirm") & results["pick"].notna()]
+    parts, sources = [], {}
+    for preset in sorted(set(labels["preset"]) | set(confirmed["preset"])):
+        confirm = confirmed[confirmed["preset"] == preset]
+        done = {part for label in confirm["pick"].astype(str) for part in label.split("+")}
+        unconfirmed = np.array([not done & set(label.split("+")) for label in labels["label"]], dtype=bool)
+        mine = labels[(labels["preset"] == preset) & unconfirmed]
+        searched = results[results["trial_id"].isin(mine["trial_id"]) & (results["stage"] != "confirm")]
+        searched = searched.merge(mine[["trial_id", "label"]], on="trial_id").assign(source="search")
+        parts += [confirm.assign(label=confirm["pick"].astype(str), source="confirm"), searched]
+        kinds = {kind for kind, frame in (("confirm", confirm), ("search", searched)) if len(frame)}
+        sources[preset] = kinds.pop() if len(kinds) == 1 else "mixed"
+    parts = [p for p in parts if len(p)]
+    rows = pd.concat(parts, ignore_index=True) if parts else results.iloc[:0].assign(label="", source="")
+    return rows, sources
+
+
+def summarize(rows: pd.DataFrame, spec: TableSpec, sources: dict[str, str] | None = None) -> pd.DataFrame:
+    """Numeric table: preset, pick, method, source, n, n_failed, seeds, then ``<metric>_mean/_std``."""
+    records = []
+    for (preset, label), group in rows.groupby(["preset", "label"], sort=False):
+        ok = group[group["status"] == "ok"]
+        record = dict(preset=preset, pick=label, method=group["method"].iloc[0],
+                      source="+".join(sorted(set(group["source"]))) if "source" in group else (sources or {}).get(preset, ""),
+                      n=len(ok), n_failed=len(group) - len(ok),
+                      seeds=" ".join(str(int(s)) for s in sorted(ok["seed"].unique())))
+        for column, _ in spec.metrics:
+            values = pd.to_numeric(ok[column], errors="coerce") if column in ok else pd.Series(dtype=float)
+            record[f"{column}_mean"] = float(values.mean()) if values.notna().any() else np.nan
+            record[f"{column}_std"] = float(values.std(ddof=1)) if values.notna().sum() > 1 else np.nan
+        records.append(record)
+    columns = ["preset", "pick", "method", "source", "n", "n_failed", "seeds"]
+    columns += [f"{c}_{s}" for c, _ in spec.metrics for s in ("mean", "std")]
+    out = pd.DataFrame(records, columns=columns)
+    if out.empty:
+        return out
+    order = sorted(range(len(out)), key=lambda i: (out["preset"][i], _label_key(out["pick"][i], out["method"][i])))
+    return out.iloc[order].reset_index(drop=True)
+
+
+def _number(value: float) -> str:
+    return "—" if not np.isfinite(value) else (f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}")
+
+
+def mean_std(mean: float, std: float) -> str:
+    return _number(mean) if not np.isfinite(std) or not np.isfinite(mean) else f"{_number(mean)} ± {_number(std)}"
+
+
+def display(summary: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
+    """Strings for Markdown/HTML: one ``mean ± std`` cell per metric."""
+    out = pd.DataFrame({"Data set": summary["preset"], "Pick": summary["pick"], "Method": summary["method"],
+                        "Source": summary["source"],
+                        "n": [f"{n}" + (f" (+{f} failed)" if f else "") for n, f in zip(summary["n"], summary["n_failed"])]})
+    for column, header in spec.metrics:
+        out[header] = [mean_std(m, s) for m, s in zip(summary[f"{column}_mean"], summary[f"{column}_std"])]
+    return out
+
+
+SOURCE_TEXT = {"confirm": "confirmation stage, mean ± std over seeds",
+               "search": "no confirmation rows - the search rows of the picks (one run each, no std)",
+               "mixed": "confirmation stage where a pick has confirm rows, else its search row (Source column)"}
+
+
+def caption(spec: TableSpec, sources: dict[str, str]) -> str:
+    parts = [f"{preset}: {SOURCE_TEXT[source]}" for preset, source in sorted(sources.items())]
+    return f"{spec.title}. {spec.caption} Source - " + ("; ".join(parts) if parts else "no picks") + "."
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table of a string-able frame (``|`` escaped)."""
+    def cell(v) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+    lines = ["| " + " | ".join(cell(c) for c in frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def html_table(frame: pd.DataFrame, caption_text: str = "") -> str:
+    """An HTML ``<table>`` with an optional ``<caption>``; every value escaped."""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+                   for row in frame.itertuples(index=False))
+    cap = f"<caption>{html.escape(caption_text)}</caption>" if caption_text else ""
+    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
