@@ -17,10 +17,10 @@ from akdray import metrics as quality
 from akdray.attack import attack_sample, membership_metrics, reconstruction_loss
 from akdray.config import RunConfig
 from akdray.data.splits import PairedImages, Splits
+from akdray.schema import SAMPLE_COLUMNS
 
 Serve = Callable[[torch.Tensor], torch.Tensor]
-SCORE_COLUMNS = ("attack", "role", "name", "is_member", "loss", "score")
-SAMPLE_COLUMNS = ("name", "input_png", "target_png", "output_png")
+
 
 
 def _scores(attack: str, role: str, pairs: PairedImages, loss: np.ndarray, member: bool) -> pd.DataFrame:

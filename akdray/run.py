@@ -29,19 +29,8 @@ from akdray.defenses.distill import fit_student, teacher_query
 from akdray.defenses.gauss import add_output_noise
 from akdray.evaluate import Serve, evaluate, sample_images
 from akdray.metrics import to_uint8
+from akdray.schema import CONFIG_FILE, INFO_KEYS, METRIC_KEYS, ROW_FILE, SAMPLES_FILE, SCORES_FILE  # noqa: F401
 from akdray.train import TrainingDiverged, fit_teacher, generate, resolve_device
-
-ROW_FILE, CONFIG_FILE, SCORES_FILE, SAMPLES_FILE = "row.json", "config.json", "scores.parquet", "samples.parquet"
-# Metric columns every row has (None when a run failed), so Parquet schemas never drift.
-METRIC_KEYS = (
-    "mia_auc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0p1pct_fpr", "mia_balanced_acc", "mia_n_members",
-    "mia_n_nonmembers", "proxy_mia_auc", "proxy_mia_tpr_at_1pct_fpr", "proxy_mia_tpr_at_0p1pct_fpr",
-    "proxy_mia_balanced_acc", "proxy_mia_n_members", "proxy_mia_n_nonmembers", "train_l1", "test_l1",
-    "kid", "kid_std", "kid_max", "nkid", "kid_subset_size_used", "kid_train", "nkid_train", "gen_gap",
-    "dp_epsilon", "dp_sample_rate", "dp_steps", "final_loss_G_l1", "final_loss_D",
-)
-INFO_KEYS = ("status", "error", "wall_s", "train_s", "eval_s", "device_used", "started_at", "finished_at",
-             "akdray_version", "torch_version", "host")
 
 
 @dataclass

@@ -196,6 +196,6 @@ def test_tables_fall_back_to_the_search_rows_of_the_picks(known):
 
 
 def test_metric_columns_exist_in_the_run_schema():
-    from akdray.run import INFO_KEYS, METRIC_KEYS
+    from akdray.schema import INFO_KEYS, METRIC_KEYS
 
     assert set(load.NUMERIC_COLUMNS) <= set(METRIC_KEYS) | set(INFO_KEYS)
