@@ -56,7 +56,8 @@ def main() -> None:
     print(f"plain pix2pix step: {plain:.1f} it/s, peak memory {peak_memory(device)}")
     if args.skip_dp:
         return
-    from akdray.defenses.dpsgd import dp_model_config, make_private_gan
+    from akdray.defenses.dpsgd import dp_model_config
+    from akdray.defenses.private_gan import make_private_gan
 
     dp_cfg = dp_model_config(cfg.replace(method="dpsgd"))
     gan = make_private_gan(build_generator(dp_cfg).to(device), build_discriminator(dp_cfg).to(device), dp_cfg,

@@ -43,7 +43,7 @@ def write_aligned(root, width=32, n=4):
 
 
 def _aligned_sets(root):
-    return [f"--set=data_source=aligned", f"--set=data_root={root}", "--set=image_size=16", "--set=d_layers=2",
+    return ["--set=data_source=aligned", f"--set=data_root={root}", "--set=image_size=16", "--set=d_layers=2",
             "--set=n_train=0", "--set=proxy_pool_size=0", "--set=proxy_size=2", "--set=n_test=0"]
 
 

@@ -13,15 +13,8 @@ import akdray.train
 from akdray.config import RunConfig
 from akdray.data.splits import PairedImages
 from akdray.data.synthetic import synthetic_facades
-from akdray.defenses.dpsgd import (
-    _out_of_place,
-    dp_epsilon,
-    dp_model_config,
-    dp_norm,
-    fit_dpsgd,
-    make_private_gan,
-    poisson_schedule,
-)
+from akdray.defenses.dpsgd import dp_epsilon, dp_model_config, dp_norm, fit_dpsgd, poisson_schedule
+from akdray.defenses.private_gan import _out_of_place, make_private_gan
 from akdray.models import UnetGenerator, build_discriminator, build_generator
 from akdray.train import TrainingDiverged, gan_l1_step, gan_loss, make_adam
 
