@@ -147,6 +147,9 @@ def write_run_dir(out: Path, row: dict, saved_cfg: RunConfig, G: nn.Module | Non
     """Write row, config, checkpoint and scores into a temporary sibling, then rename it into place."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result folder should not be
     try:
         (tmp / CONFIG_FILE).write_text(json.dumps(saved_cfg.to_dict(), indent=2) + "\n")
         if G is not None:
