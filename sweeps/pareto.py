@@ -1,0 +1,135 @@
+"""Pareto sweep: teachers, then one multi-objective Optuna search per defense (AKD, DMP, DP-SGD, Gauss).
+
+    python sweeps/pareto.py                          # cpu-small end to end on this machine
+    python sweeps/pareto.py --dry-run                # print the plan, start nothing
+    python sweeps/pareto.py --smoke-test             # tiny configs, every stage and defense
+    python sweeps/pareto.py --address auto --storage s3://BUCKET/akdray --gpus-per-trial 0.25 --preset facades
+    python sweeps/pareto.py --name NAME --resume     # finish a sweep whose driver died
+
+Each trial is a Ray Train TorchTrainer launched from a Ray Tune trial (see akdray/tune.py); results
+stream into Parquet: ``pd.read_parquet("SWEEP_DIR/results")`` (SWEEP_DIR = STORAGE/NAME).
+Exit codes: 0 done, 1 no teacher trained (nothing to search), 2 bad flags or fields or no Ray cluster
+(nothing written), 130 interrupted (Ctrl-C; finish with --resume).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from akdray.config import PRESETS, ConfigError, parse_overrides
+from akdray.parquet_sink import exists, join
+from akdray.tune import (
+    DEFAULT_SAMPLES, DEFENSES, SMOKE_OVERRIDES, SMOKE_SAMPLES, SWEEP_FILE, SweepInterrupted, SweepSpec, describe,
+    format_front, optuna_url, run_sweep, validate,
+)
+
+DEFAULT_STORAGE = "~/akdray_sweeps"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sweeps/pareto.py", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="cpu-small", choices=sorted(PRESETS))
+    p.add_argument("--num-samples", default=None, metavar="N|DEFENSE=N,...",
+                   help=f"Optuna trials per defense and seed: one number, or e.g. akd=6,gauss=2 "
+                        f"(default {','.join(f'{k}={v}' for k, v in DEFAULT_SAMPLES.items())})")
+    p.add_argument("--seeds", type=int, default=1, help="teacher seeds (one search per defense and seed); default 1")
+    p.add_argument("--defenses", default=",".join(DEFENSES), help=f"comma list out of {','.join(DEFENSES)}")
+    p.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: what the cluster holds)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--gpus-per-trial", type=float, default=None,
+                   help="GPUs per trial, fractions share a GPU (e.g. 0.25); default 1 if the cluster has GPUs, else 0")
+    p.add_argument("--max-failures", type=int, default=1,
+                   help="Tune retries of a failed trial (Train retries a crashed worker twice)")
+    p.add_argument("--address", default=None, help="an existing Ray cluster (e.g. auto); default: start local Ray")
+    p.add_argument("--storage", default=DEFAULT_STORAGE,
+                   help="local folder or s3://bucket/prefix (sweep dir = STORAGE/NAME)")
+    p.add_argument("--name", default=None, help="sweep name (default pareto-PRESET, or smoke-PRESET with --smoke-test)")
+    p.add_argument("--resume", action="store_true", help="finish the sweep STORAGE/NAME (its stored settings are used)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit without starting Ray")
+    p.add_argument("--smoke-test", action="store_true", help="tiny configs, 1 seed, 1-2 trials per defense")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                   help="RunConfig override for every trial (repeatable); a searched field set here is fixed")
+    p.add_argument("-q", "--quiet", action="store_true", help="less Tune output")
+    return p
+
+
+def _num_samples(text: str | None, defenses: Sequence[str], smoke: bool) -> dict[str, int]:
+    samples = dict(SMOKE_SAMPLES if smoke else DEFAULT_SAMPLES)
+    if text is None:
+        return samples
+    if text.strip().isdigit():
+        return {d: int(text) for d in samples}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        if not sep or name.strip() not in DEFENSES or not value.strip().isdigit():
+            raise ConfigError(f"--num-samples expects N or DEFENSE=N[,...] with a defense in "
+                              f"{','.join(DEFENSES)}; got {item!r}")
+        samples[name.strip()] = int(value)
+    return samples
+
+
+def spec_from_args(args: argparse.Namespace) -> SweepSpec:
+    defenses = tuple(d.strip() for d in args.defenses.split(",") if d.strip())
+    overrides: dict = dict(SMOKE_OVERRIDES) if args.smoke_test else {}
+    user = parse_overrides(args.overrides)
+    overrides.update(user)
+    return SweepSpec(
+        name=args.name or f"{'smoke' if args.smoke_test else 'pareto'}-{args.preset}", storage=args.storage,
+        preset=args.preset, overrides=overrides, fixed=tuple(user), seeds=1 if args.smoke_test else args.seeds,
+        defenses=defenses, num_samples=_num_samples(args.num_samples, defenses, args.smoke_test),
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, max_failures=args.max_failures,
+        verbose=0 if args.quiet else 1,
+    )
+
+
+def check_storage(spec: SweepSpec, resume: bool) -> None:
+    present = exists(join(spec.sweep_uri, SWEEP_FILE))
+    if resume and not present:
+        raise ConfigError(f"--resume: no sweep at {spec.sweep_uri}")
+    if not resume and present:
+        raise ConfigError(f"sweep {spec.sweep_uri} already exists; use --resume or another --name")
+
+
+def connect(address: str | None) -> None:
+    import ray
+
+    if not ray.is_initialized():
+        # Worker progress bars would flood the terminal; Tune's table shows the progress instead.
+        ray.init(address=address, runtime_env={"env_vars": {"TQDM_DISABLE": "1"}})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        spec = spec_from_args(args)
+        if not args.resume:
+            validate(spec)
+        if args.dry_run:
+            print(describe(spec, validate(spec)) if not args.resume else f"would resume {spec.sweep_uri}")
+            return 0
+        check_storage(spec, args.resume)
+    except (ConfigError, ValueError) as exc:
+        print(f"pareto: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        connect(args.address)
+    except (ConnectionError, RuntimeError, ValueError) as exc:  # e.g. --address auto with no cluster
+        print(f"pareto: error: cannot connect to Ray at {args.address!r}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        df = run_sweep(spec, resume=args.resume)
+    except SweepInterrupted as exc:
+        print(f"pareto: {exc}", file=sys.stderr)
+        return 130
+    print(format_front(df))
+    print(f'\nresults: pd.read_parquet("{join(spec.sweep_uri, "results")}")')
+    print(f"optuna:  optuna-dashboard {optuna_url(spec)}")
+    teachers_ok = not df.empty and bool(((df["stage"] == "teacher") & (df["status"] == "ok")).any())
+    return 0 if teachers_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
