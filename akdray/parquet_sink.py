@@ -37,10 +37,11 @@ log = logging.getLogger(__name__)
 RESULTS, SCORES, SAMPLES = "results", "scores", "samples"
 PARTITION = "method"
 META_KEY = "_akdray"  # trial-config key holding the sweep metadata (never a RunConfig field)
+CONFIRM_KEY = "_confirm"  # confirmation trials: {"pick": label, "cfg": flat RunConfig dict}
 # Sweep bookkeeping columns of every results row.
 SWEEP_COLUMNS: dict[str, pa.DataType] = {
     "sweep_id": pa.string(), "trial_id": pa.string(), "stage": pa.string(), "study": pa.string(),
-    "experiment": pa.string(), "checkpoint": pa.string(), "trial_failures": pa.int64(),
+    "experiment": pa.string(), "checkpoint": pa.string(), "pick": pa.string(), "trial_failures": pa.int64(),
     "trial_time_s": pa.float64(), "recorded_at": pa.timestamp("us", tz="UTC"),
 }
 _ARROW = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
@@ -162,6 +163,16 @@ def write_trial(sweep_uri: str, row: Mapping[str, Any]) -> None:
     write_bytes(dataset_path(sweep_uri, RESULTS, method, trial_id), _table_bytes(row_table(row)))
 
 
+def split_trial_config(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    """A Tune trial config -> (flat RunConfig dict, sweep metadata, confirmation pick label or None)."""
+    config = dict(config)
+    meta = config.pop(META_KEY, {}) or {}
+    choice = config.pop(CONFIRM_KEY, None)
+    if choice:
+        config.update(choice["cfg"])
+    return config, meta, choice["pick"] if choice else None
+
+
 def _error_text(trial) -> str:
     text = None
     try:
@@ -189,10 +200,10 @@ class ParquetSink(Callback):
         self.experiment = experiment
 
     def _base_row(self, trial) -> dict[str, Any]:
-        config = dict(trial.config)
-        meta = config.pop(META_KEY, {}) or {}
+        config, meta, pick = split_trial_config(trial.config)
         return {
             **config, "sweep_id": meta.get("sweep_id"), "stage": meta.get("stage"), "study": meta.get("study"),
+            "pick": pick,
             "experiment": self.experiment, "trial_id": trial.trial_id, "trial_failures": trial.num_failures,
             "recorded_at": datetime.now(timezone.utc),
         }

@@ -35,8 +35,10 @@ import pandas as pd
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
-from akdray.config import ConfigError, RunConfig, from_dict, make_config
-from akdray.parquet_sink import META_KEY, RESULTS, ParquetSink, exists, join, read_bytes, read_dataset, write_bytes
+from akdray.config import METHODS_NEEDING_TEACHER, ConfigError, RunConfig, from_dict, make_config
+from akdray.parquet_sink import (
+    CONFIRM_KEY, META_KEY, RESULTS, ParquetSink, exists, join, read_bytes, read_dataset, split_trial_config, write_bytes,
+)
 from akdray.run import CONFIG_FILE, ROW_FILE
 
 DEFENSES = ("akd", "dmp", "dpsgd", "gauss")
@@ -296,8 +298,7 @@ def trial_driver(config: dict[str, Any]) -> None:
     from ray.train import FailureConfig, RunConfig as RayRunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    config = dict(config)
-    meta = config.pop(META_KEY)
+    config, meta, _pick = split_trial_config(config)
     cfg = from_dict(config)  # the same field names end to end; refuses unknown keys
     trial_id = tune.get_context().get_trial_id()
     gpus, cpus = float(meta["gpus"]), float(meta["cpus"])
@@ -496,6 +497,51 @@ def run_search_stage(spec: SweepSpec, study: Study, teacher_uri: str, resume: bo
     _run_experiment(spec, f"search-{study.name}", space, study.num_samples, searcher, resume,
                     expected=study.num_samples)
     _close_study(spec, study)
+
+
+def _run_confirm_experiment(spec: SweepSpec, experiment: str, items: list[tuple[str, dict]], resume: bool) -> None:
+    if not items:
+        return
+    space = {META_KEY: _meta(spec, "confirm", "confirm"),
+             CONFIRM_KEY: tune.grid_search([{"pick": label, "cfg": cfg} for label, cfg in items])}
+    _run_experiment(spec, experiment, space, 1, None, resume, expected=len(items))
+
+
+def confirm_teachers(spec: SweepSpec) -> dict[tuple[str, int], str]:
+    """Checkpoint URI of each confirmation teacher, by (preset, seed)."""
+    df = read_dataset(spec.sweep_uri, RESULTS)
+    if df.empty or "pick" not in df:
+        return {}
+    ok = df[(df["stage"] == "confirm") & (df["pick"] == "teacher") & (df["status"] == "ok")
+            & (df["sweep_id"] == spec.sweep_id)]
+    return {(str(r.preset), int(r.seed)): str(r.checkpoint) for r in ok.itertuples() if isinstance(r.checkpoint, str)}
+
+
+def run_confirm_stage(spec: SweepSpec, configs: list[tuple[str, dict]], resume: bool = False) -> pd.DataFrame:
+    """Re-run picked configurations (``analysis.picks.confirmation_configs``) with several seeds.
+
+    Teachers first (experiment ``confirm-teacher``); then every other pick against the confirmation
+    teacher of its own preset and seed (``confirm-picks``). Rows: ``stage == "confirm"``, ``pick``.
+    """
+    spec = auto_resources(spec)
+    t0 = time.perf_counter()
+    _run_confirm_experiment(spec, "confirm-teacher", [(l, c) for l, c in configs if c["method"] == "teacher"], resume)
+    found = confirm_teachers(spec)
+    rest = []
+    for label, cfg in configs:
+        if cfg["method"] == "teacher":
+            continue
+        if cfg["method"] in METHODS_NEEDING_TEACHER:
+            uri = found.get((cfg["preset"], int(cfg["seed"])))
+            if uri is None:
+                print(f"akdray confirm: no confirmation teacher for {cfg['preset']} seed {cfg['seed']}; skipping {label}")
+                continue
+            cfg = {**cfg, "teacher_checkpoint": uri}
+        rest.append((label, cfg))
+    _run_confirm_experiment(spec, "confirm-picks", rest, resume)
+    print(f"akdray confirm: done in {time.perf_counter() - t0:.0f} s -> {spec.sweep_uri}")
+    df = read_dataset(spec.sweep_uri, RESULTS)
+    return df[(df["sweep_id"] == spec.sweep_id) & (df["stage"] == "confirm")] if not df.empty else df
 
 
 # ------------------------------------------------------------------------------------------------

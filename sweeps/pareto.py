@@ -5,6 +5,7 @@
     python sweeps/pareto.py --smoke-test             # tiny configs, every stage and defense
     python sweeps/pareto.py --address auto --storage s3://BUCKET/akdray --gpus-per-trial 0.25 --preset facades
     python sweeps/pareto.py --name NAME --resume     # finish a sweep whose driver died
+    python sweeps/pareto.py --confirm SWEEP_DIR      # re-run the matched picks with 5 seeds
 
 Each trial is a Ray Train TorchTrainer launched from a Ray Tune trial (see akdray/tune.py); results
 stream into Parquet: ``pd.read_parquet("SWEEP_DIR/results")`` (SWEEP_DIR = STORAGE/NAME).
@@ -14,14 +15,19 @@ Exit codes: 0 done, 1 no teacher trained (nothing to search), 2 bad flags or fie
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from dataclasses import replace
+from pathlib import Path
 from typing import Sequence
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo's analysis/ package
+
 from akdray.config import PRESETS, ConfigError, parse_overrides
-from akdray.parquet_sink import exists, join
+from akdray.parquet_sink import exists, join, read_bytes
 from akdray.tune import (
     DEFAULT_SAMPLES, DEFENSES, SMOKE_OVERRIDES, SMOKE_SAMPLES, SWEEP_FILE, SweepInterrupted, SweepSpec, describe,
-    format_front, optuna_url, run_sweep, validate,
+    format_front, optuna_url, run_confirm_stage, run_sweep, validate,
 )
 
 DEFAULT_STORAGE = "~/akdray_sweeps"
@@ -51,8 +57,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke-test", action="store_true", help="tiny configs, 1 seed, 1-2 trials per defense")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="RunConfig override for every trial (repeatable); a searched field set here is fixed")
+    p.add_argument("--confirm", metavar="SWEEP_DIR", default=None,
+                   help="confirmation stage: re-run the matched picks of SWEEP_DIR with --confirm-seeds seeds")
+    p.add_argument("--confirm-seeds", type=int, default=5, help="seeds of the confirmation stage (default 5: 0..4)")
     p.add_argument("-q", "--quiet", action="store_true", help="less Tune output")
     return p
+
+
+def confirm_spec(args: argparse.Namespace) -> SweepSpec:
+    """The stored sweep at ``--confirm SWEEP_DIR``, with this call's resources."""
+    uri = args.confirm if "://" in args.confirm else os.path.abspath(os.path.expanduser(args.confirm))
+    uri = uri.rstrip("/")
+    if not exists(join(uri, SWEEP_FILE)):
+        raise ConfigError(f"--confirm: {uri} is not a sweep folder ({SWEEP_FILE} missing)")
+    if args.confirm_seeds < 1:
+        raise ConfigError("--confirm-seeds must be at least 1")
+    stored = SweepSpec.from_json(read_bytes(join(uri, SWEEP_FILE)).decode())
+    storage, name = uri.rsplit("/", 1)
+    return replace(stored, storage=storage, name=name, cpus_per_trial=args.cpus_per_trial,
+                   gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
+                   verbose=0 if args.quiet else 1)
+
+
+def run_confirm(args: argparse.Namespace) -> int:
+    from analysis.load import NoResultsError, load_results
+    from analysis.picks import confirmation_configs
+
+    try:
+        spec = confirm_spec(args)
+        configs = confirmation_configs(load_results(spec.sweep_uri), seeds=range(args.confirm_seeds))
+    except (ConfigError, ValueError, NoResultsError) as exc:
+        print(f"pareto: error: {exc}", file=sys.stderr)
+        return 2
+    picks = sorted({label for label, _ in configs})
+    print(f"confirmation of {spec.sweep_uri}: {len(picks)} pick(s) x {args.confirm_seeds} seed(s) = "
+          f"{len(configs)} runs: {', '.join(picks)}")
+    if args.dry_run:
+        return 0
+    connect(args.address)
+    try:
+        df = run_confirm_stage(spec, configs, resume=args.resume)
+    except SweepInterrupted as exc:
+        print(f"pareto: {exc}", file=sys.stderr)
+        return 130
+    failed = int((df["status"] != "ok").sum()) if not df.empty else 0
+    print(f"{len(df)} confirmation rows ({failed} failed); report: python analysis/report.py {spec.sweep_uri}")
+    return 0
 
 
 def _num_samples(text: str | None, defenses: Sequence[str], smoke: bool) -> dict[str, int]:
@@ -103,6 +153,8 @@ def connect(address: str | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.confirm:
+        return run_confirm(args)
     try:
         spec = spec_from_args(args)
         if not args.resume:

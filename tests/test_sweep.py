@@ -161,6 +161,25 @@ def test_smoke_sweep_writes_parquet_for_every_stage_and_defense(smoke):
     assert sorted(optuna.get_all_study_names(optuna_url(_spec(sweep)))) == sorted(f"{d}-seed0" for d in DEFENSES)
 
 
+@pytest.mark.slow
+def test_confirmation_stage_and_report_on_the_smoke_sweep(smoke, tmp_path):
+    """--confirm re-runs the matched picks (here with 1 seed); the report's Table II traces to them."""
+    from analysis import report
+
+    _, sweep = smoke
+    assert pareto.main(["--confirm", str(sweep), "--confirm-seeds", "1", "--max-concurrent", "2", "-q"]) == 0
+    df = pd.read_parquet(sweep / "results")
+    confirm = df[df["stage"] == "confirm"]
+    assert {"teacher", "akd"} <= set(confirm["pick"]) and confirm["trial_id"].is_unique
+    teacher = confirm[confirm["pick"] == "teacher"].iloc[0]
+    akd = confirm[confirm["pick"] == "akd"].iloc[0]
+    assert akd["teacher_checkpoint"] == teacher["checkpoint"] and akd["seed"] == teacher["seed"] == 0
+    assert report.main([str(sweep), "--out", str(tmp_path / "report")]) == 0
+    table2 = pd.read_csv(tmp_path / "report" / "tables" / "table2.csv").set_index("pick")
+    assert table2.loc["akd", "mia_auc_mean"] == pytest.approx(akd["mia_auc"])
+    assert table2.loc["akd", "source"] == "confirm"
+
+
 def _spec(sweep: Path) -> SweepSpec:
     return SweepSpec.from_json((sweep / "sweep.json").read_text())
 
