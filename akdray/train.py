@@ -132,26 +132,37 @@ def fit_gan_l1(G: nn.Module, D: nn.Module | None, inputs: torch.Tensor,
     return history
 
 
+def inference_copy(G: nn.Module, mode: str, dropout: bool = False) -> nn.Module:
+    """A frozen deep copy of G for inference, so the caller's running statistics never change.
+
+    ``mode="eval"`` uses BatchNorm running statistics (dropout, the noise z, on only if
+    ``dropout``); ``mode="train"`` is pix2pix's default test behaviour: batch statistics and
+    dropout on (run it one image at a time with :func:`forward_in_mode`).
+    """
+    model = copy.deepcopy(G)
+    model.requires_grad_(False)
+    model.train(mode == "train")
+    if mode == "eval" and dropout:
+        for m in model.modules():
+            if isinstance(m, nn.Dropout):
+                m.train()
+    return model
+
+
+def forward_in_mode(model: nn.Module, x: torch.Tensor, mode: str) -> torch.Tensor:
+    """``model(x)``; in train mode image by image (batch 1), as pix2pix tests."""
+    if mode == "train":
+        return torch.cat([model(x[i : i + 1]) for i in range(len(x))])
+    return model(x)
+
+
 @torch.no_grad()
 def generate(G: nn.Module, inputs: torch.Tensor, mode: str, *, device: torch.device,
              batch_size: int = 16, dropout: bool = False) -> torch.Tensor:
-    """G(x) for uint8 inputs -> float [-1, 1] on CPU.
-
-    ``mode="eval"`` uses BatchNorm running statistics (dropout on only if ``dropout``);
-    ``mode="train"`` is pix2pix's default test behaviour - batch statistics, dropout on - run one
-    image at a time (batch 1) on a deep copy, so the caller's running statistics never change.
-    """
-    model = copy.deepcopy(G).to(device)
-    if mode == "train":
-        model.train()
-        batch_size = 1
-    else:
-        model.eval()
-        if dropout:
-            for m in model.modules():
-                if isinstance(m, nn.Dropout):
-                    m.train()
-    outs = [model(to_float(inputs[i : i + batch_size].to(device))).cpu() for i in range(0, len(inputs), batch_size)]
+    """G(x) for uint8 inputs -> float [-1, 1] on CPU, in inference ``mode`` (see :func:`inference_copy`)."""
+    model = inference_copy(G, mode, dropout).to(device)
+    outs = [forward_in_mode(model, to_float(inputs[i : i + batch_size].to(device)), mode).cpu()
+            for i in range(0, len(inputs), batch_size)]
     return torch.cat(outs) if outs else torch.empty(0, 3, *inputs.shape[2:])
 
 

@@ -9,7 +9,6 @@ proxy set as :class:`InputImages` (inputs, no targets). Nothing here can reach a
 """
 from __future__ import annotations
 
-import copy
 from typing import Callable
 
 import torch
@@ -18,7 +17,7 @@ from torch import nn
 from akdray.config import RunConfig
 from akdray.data.splits import InputImages
 from akdray.models import build_discriminator, build_generator
-from akdray.train import History, fit_gan_l1
+from akdray.train import History, fit_gan_l1, forward_in_mode, inference_copy
 
 TeacherQuery = Callable[[torch.Tensor], torch.Tensor]
 
@@ -26,23 +25,15 @@ TeacherQuery = Callable[[torch.Tensor], torch.Tensor]
 def teacher_query(teacher: nn.Module, mode: str, dropout: bool) -> TeacherQuery:
     """Black-box access to G_t: float [-1, 1] batch in, float batch out, no gradients.
 
-    ``mode="train"`` (batch statistics, dropout on) runs image by image on a private deep copy so
-    the teacher's running statistics stay untouched; ``mode="eval"`` uses them, with dropout (the
-    noise z) on only if ``dropout``.
+    The teacher is queried through a private frozen copy (:func:`akdray.train.inference_copy`):
+    ``mode="train"`` runs image by image with batch statistics and dropout; ``mode="eval"`` uses
+    the running statistics, with dropout (the noise z) on only if ``dropout``.
     """
-    model = copy.deepcopy(teacher)
-    model.requires_grad_(False)
-    model.train(mode == "train")
-    if mode == "eval" and dropout:
-        for m in model.modules():
-            if isinstance(m, nn.Dropout):
-                m.train()
+    model = inference_copy(teacher, mode, dropout)
 
     @torch.no_grad()
     def query(x: torch.Tensor) -> torch.Tensor:
-        if mode == "train":
-            return torch.cat([model(x[i : i + 1]) for i in range(len(x))])
-        return model(x)
+        return forward_in_mode(model, x, mode)
 
     return query
 
