@@ -36,6 +36,7 @@ from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
 from akdray.config import METHODS_NEEDING_TEACHER, ConfigError, RunConfig, from_dict, make_config
+from akdray.pareto import pareto_mask
 from akdray.parquet_sink import (
     CONFIRM_KEY, META_KEY, RESULTS, ParquetSink, exists, join, read_bytes, read_dataset, split_trial_config, write_bytes,
 )
@@ -602,13 +603,8 @@ def run_sweep(spec: SweepSpec, resume: bool = False) -> pd.DataFrame:
 
 def pareto_front(df: pd.DataFrame, x: str = OBJECTIVES[0], y: str = OBJECTIVES[1]) -> pd.DataFrame:
     """Successful rows not dominated in (x, y), both minimised; sorted by x."""
-    ok = df[(df["status"] == "ok") & df[x].notna() & df[y].notna()].sort_values([x, y])
-    keep, best_y = [], math.inf
-    for idx, value in ok[y].items():
-        if value < best_y:
-            keep.append(idx)
-            best_y = value
-    return ok.loc[keep]
+    ok = df[df["status"] == "ok"]
+    return ok[pareto_mask(ok[x], ok[y])].sort_values([x, y])
 
 
 def format_front(df: pd.DataFrame) -> str:

@@ -14,24 +14,11 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from akdray.pareto import pareto_mask  # noqa: F401  (re-exported for the analysis API)
 from analysis.load import METHOD_ORDER, normalize_results, ok_rows
 
 OBJECTIVES = ("mia_auc", "nkid")
 REFERENCE = (1.0, 1.0)
-
-
-def pareto_mask(x: Iterable[float], y: Iterable[float]) -> np.ndarray:
-    """Boolean mask of the non-dominated points (minimising x and y); NaN points are never on it."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    mask = np.zeros(len(x), dtype=bool)
-    finite = np.flatnonzero(np.isfinite(x) & np.isfinite(y))
-    best_x, best_y = np.nan, np.inf
-    for i in finite[np.lexsort((y[finite], x[finite]))]:  # by x, then y
-        if y[i] < best_y:
-            mask[i], best_x, best_y = True, x[i], y[i]
-        elif y[i] == best_y and x[i] == best_x:  # duplicate of the last front point
-            mask[i] = True
-    return mask
 
 
 def hypervolume(points: Iterable[tuple[float, float]], reference: tuple[float, float] = REFERENCE) -> float:
