@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
@@ -19,6 +20,7 @@ NORMS = ("batch", "instance", "group")
 INFERENCE_MODES = ("eval", "train")
 DIRECTIONS = ("AtoB", "BtoA")
 GAN_MODES = ("vanilla", "lsgan")
+MAX_SEED = 2**31 - 1  # seeds feed torch, numpy and Ray; one range for all of them
 
 
 class ConfigError(ValueError):
@@ -151,8 +153,11 @@ def _check_values(cfg: RunConfig) -> None:
     _choice(cfg, "gan_mode", GAN_MODES)
     if cfg.preset not in PRESETS:
         raise ConfigError(f"field 'preset': unknown preset {cfg.preset!r}; known: {', '.join(PRESETS)}")
-    if cfg.device != "auto" and not (cfg.device == "cpu" or cfg.device.startswith("cuda")):
-        raise ConfigError(f"field 'device': {cfg.device!r} is not auto, cpu or cuda[:N]")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
+        raise ConfigError(f"field 'device': {cfg.device!r} is not auto, cpu, cuda or cuda:N")
+    for name in ("seed", "data_seed"):
+        if not 0 <= getattr(cfg, name) <= MAX_SEED:
+            raise ConfigError(f"field {name!r} must be in 0..{MAX_SEED}, got {getattr(cfg, name)}")
     size = cfg.image_size
     if size < 16 or size & (size - 1):
         raise ConfigError(f"field 'image_size' must be a power of two >= 16, got {size}")
@@ -175,6 +180,9 @@ def _check_values(cfg: RunConfig) -> None:
         for name in ("n_train", "proxy_pool_size", "n_test"):
             if getattr(cfg, name) == 0:
                 raise ConfigError(f"field {name!r} must be positive for synthetic data (0 means 'all files' only for aligned data)")
+    if cfg.data_source == "synthetic" and cfg.data_root:
+        raise ConfigError(f"field 'data_root' is {cfg.data_root!r} but data_source is 'synthetic', which ignores it; "
+                          "use --set data_source=aligned to train on that folder, or drop data_root")
     if cfg.data_source == "aligned" and not cfg.data_root:
         raise ConfigError("field 'data_root' must name a folder when data_source is 'aligned'")
     if cfg.proxy_pool_size and cfg.proxy_size > cfg.proxy_pool_size:
@@ -243,6 +251,8 @@ def make_config(preset: str = "cpu-small", overrides: Mapping[str, Any] | None =
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     values: dict[str, Any] = {**PRESETS[preset], "preset": preset}
+    if (overrides or {}).get("data_root") and "data_source" not in (overrides or {}):
+        values["data_source"] = "aligned"  # a data folder given on its own means: train on it
     for name, value in (overrides or {}).items():
         if name not in FIELD_TYPES:
             raise ConfigError(f"unknown field {name!r}")

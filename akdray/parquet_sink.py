@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import uuid
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
@@ -30,7 +28,8 @@ import pyarrow.parquet as pq
 from ray.tune import Callback
 
 from akdray.config import FIELD_TYPES
-from akdray.run import INFO_KEYS, METRIC_KEYS, SAMPLES_FILE, SCORES_FILE
+from akdray.schema import INFO_KEYS, METRIC_KEYS, SAMPLES_FILE, SCORES_FILE
+from akdray.storage import StorageError, create_exclusive, exists, join, read_bytes, resolve, write_bytes  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -58,42 +57,6 @@ def _result_schema() -> pa.Schema:
 
 RESULT_SCHEMA = _result_schema()
 KEY_COLUMNS = ("trial_id", "sweep_id", "seed", "study", "stage")  # prepended to scores and samples
-
-
-# ------------------------------------------------------------------------------------------------
-# Storage: local path or URI (s3://...) through pyarrow.fs
-# ------------------------------------------------------------------------------------------------
-def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
-    """``(filesystem, path)`` of a local path or a URI such as ``s3://bucket/key``."""
-    if "://" not in uri:
-        uri = os.path.abspath(os.path.expanduser(uri))
-    return pafs.FileSystem.from_uri(uri)
-
-
-def join(uri: str, *parts: str) -> str:
-    return "/".join([uri.rstrip("/"), *parts])
-
-
-def exists(uri: str) -> bool:
-    fs, path = resolve(uri)
-    return fs.get_file_info(path).type != pafs.FileType.NotFound
-
-
-def write_bytes(uri: str, data: bytes) -> None:
-    """Write a file atomically: a hidden temporary sibling, then a rename."""
-    fs, path = resolve(uri)
-    parent, _, name = path.rpartition("/")
-    fs.create_dir(parent, recursive=True)
-    tmp = f"{parent}/.{name}.tmp-{uuid.uuid4().hex[:8]}"
-    with fs.open_output_stream(tmp) as out:
-        out.write(data)
-    fs.move(tmp, path)
-
-
-def read_bytes(uri: str) -> bytes:
-    fs, path = resolve(uri)
-    with fs.open_input_stream(path) as f:
-        return f.readall()
 
 
 def _table_bytes(table: pa.Table) -> bytes:
@@ -189,6 +152,10 @@ def _error_text(trial) -> str:
     return text[-4000:]
 
 
+# Write failures per experiment, in the driver process (a restored Tuner unpickles its own sink).
+SINK_FAILURES: dict[str, list[str]] = {}
+
+
 class ParquetSink(Callback):
     """Tune callback: every finished trial -> Parquet rows, as soon as the trial finishes.
 
@@ -211,8 +178,9 @@ class ParquetSink(Callback):
     def _write(self, row: dict[str, Any]) -> None:
         try:
             write_trial(self.sweep_uri, row)
-        except Exception:  # noqa: BLE001 - never take the sweep down for a bookkeeping error
+        except Exception as exc:  # noqa: BLE001 - recorded; the stage reports it when Tune returns
             log.exception("akdray: could not write the Parquet rows of trial %s", row.get("trial_id"))
+            SINK_FAILURES.setdefault(self.experiment, []).append(f"trial {row.get('trial_id')}: {exc}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         result = dict(trial.last_result or {})

@@ -45,6 +45,7 @@ class Prepared:
 
 
 def check_out_dir(out_dir: str | Path | None) -> Path | None:
+    """A new or empty folder that can be written; probed now, so no result is lost after training."""
     if out_dir is None:
         return None
     out = Path(out_dir)
@@ -52,18 +53,42 @@ def check_out_dir(out_dir: str | Path | None) -> Path | None:
         raise ConfigError(f"--out {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
         raise ConfigError(f"--out {out} is not empty; choose a new folder (results are never overwritten)")
+    ancestor = out.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ConfigError(f"--out {out} cannot be created: {ancestor} is a file, not a folder")
+    try:  # the run folder is later written as a temporary sibling: probe exactly that
+        os.rmdir(tempfile.mkdtemp(prefix=".akdray-probe-", dir=ancestor))
+    except OSError as exc:
+        raise ConfigError(f"--out {out} cannot be written: {ancestor}: {exc.strerror or exc}") from None
     return out
+
+
+def check_device(cfg: RunConfig) -> torch.device:
+    """The run's device, refused now if it does not exist on this machine."""
+    device = resolve_device(cfg)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"field 'device': {cfg.device!r} asks for a GPU but this machine has no CUDA device "
+                              "(use device=auto or cpu)")
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"field 'device': {cfg.device!r} does not exist; this machine has "
+                              f"{count} CUDA device(s): cuda:0..cuda:{count - 1}")
+    return device
 
 
 def prepare(cfg: RunConfig, out_dir: str | Path | None = None) -> Prepared:
     """Validate every input of the run; raises ConfigError / DataError naming the problem."""
     out = check_out_dir(out_dir)
+    device = check_device(cfg)
     teacher = None
     if cfg.teacher_checkpoint and cfg.method in ("akd", "dmp", "gauss"):
         teacher, teacher_cfg = load_generator(cfg.teacher_checkpoint)
         check_teacher_compatible(cfg, teacher_cfg, str(resolve_checkpoint(cfg.teacher_checkpoint)))
     splits = load_splits(cfg)
-    return Prepared(cfg, splits, teacher, resolve_device(cfg), out)
+    return Prepared(cfg, splits, teacher, device, out)
 
 
 def _serve_generator(G: nn.Module, cfg: RunConfig, device: torch.device) -> Serve:

@@ -25,7 +25,7 @@ import os
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -36,11 +36,13 @@ from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
 from akdray.config import METHODS_NEEDING_TEACHER, ConfigError, RunConfig, from_dict, make_config
+from akdray.data.aligned import DataError, list_images
 from akdray.pareto import pareto_mask
 from akdray.parquet_sink import (
-    CONFIRM_KEY, META_KEY, RESULTS, ParquetSink, exists, join, read_bytes, read_dataset, split_trial_config, write_bytes,
+    CONFIRM_KEY, META_KEY, RESULTS, SINK_FAILURES, ParquetSink, StorageError, create_exclusive, exists, join,
+    read_bytes, read_dataset, resolve, split_trial_config, write_bytes,
 )
-from akdray.run import CONFIG_FILE, ROW_FILE
+from akdray.schema import CONFIG_FILE, METRIC_KEYS, ROW_FILE
 
 DEFENSES = ("akd", "dmp", "dpsgd", "gauss")
 OBJECTIVES = ("mia_auc", "nkid")  # both minimised: less leakage, better images
@@ -120,7 +122,6 @@ class SweepSpec:
     search_seed: int = 0
     verbose: int = 1
     sweep_id: str = ""
-    hooks: dict[str, Any] = field(default_factory=dict)  # test-only fault injection (never from the CLI)
 
     @property
     def sweep_uri(self) -> str:
@@ -133,14 +134,29 @@ class SweepSpec:
         return [first + i for i in range(self.seeds)]
 
     def to_json(self) -> str:
-        return json.dumps({**asdict(self), "defenses": list(self.defenses), "fixed": list(self.fixed)},
-                          indent=2, default=str)
+        data = {**asdict(self), "defenses": list(self.defenses), "fixed": list(self.fixed)}
+        return json.dumps(data, indent=2, default=str)
 
     @classmethod
-    def from_json(cls, text: str) -> "SweepSpec":
-        data = json.loads(text)
-        data["defenses"], data["fixed"] = tuple(data["defenses"]), tuple(data["fixed"])
-        return cls(**data)
+    def from_json(cls, text: str, source: str = SWEEP_FILE) -> "SweepSpec":
+        """Read a stored sweep; a malformed file or an unknown key is a ConfigError naming ``source``."""
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"{source} is not valid JSON: {exc}") from None
+        if isinstance(data, dict) and data.get("hooks") == {}:
+            del data["hooks"]  # written by akdray <= 0.1.0 (test-only fault hooks, since removed)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known) if isinstance(data, dict) else []
+        if not isinstance(data, dict) or unknown or not {"name", "storage"} <= set(data):
+            raise ConfigError(f"{source} is not an akdray sweep: "
+                              + (f"unknown key(s) {', '.join(map(repr, unknown))}" if unknown else
+                                 "expected an object with at least 'name' and 'storage'"))
+        data["defenses"], data["fixed"] = tuple(data.get("defenses", DEFENSES)), tuple(data.get("fixed", ()))
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -193,11 +209,33 @@ def validate(spec: SweepSpec) -> list[Study]:
         raise ConfigError("--cpus-per-trial must be positive and --gpus-per-trial non-negative")
     if spec.max_concurrent is not None and spec.max_concurrent < 1:
         raise ConfigError("--max-concurrent must be at least 1")
+    if spec.max_failures < 0 or spec.train_max_failures < 0:  # Ray reads -1 as "retry forever"
+        raise ConfigError(f"--max-failures must be >= 0, got {min(spec.max_failures, spec.train_max_failures)}")
     if "method" in spec.overrides or "teacher_checkpoint" in spec.overrides:
         raise ConfigError("--set method=/teacher_checkpoint= is not allowed in a sweep (the stages set them)")
     for seed in spec.seed_list:
         base_config(spec, "teacher", seed)
+    check_sweep_data(base_config(spec, "teacher", spec.seed_list[0]))
     return studies(spec)
+
+
+def check_sweep_data(cfg: RunConfig) -> None:
+    """Aligned data must be reachable by every trial: an absolute local path with its split folders, or a URI.
+
+    Ray Train runs each worker in a session folder of its own, so a relative path would resolve
+    differently there (the CLI makes ``--set data_root`` absolute before it gets here).
+    """
+    if cfg.data_source != "aligned" or "://" in cfg.data_root:
+        return  # URIs (s3://, file://) are fetched by each worker into its cache (akdray.data.remote)
+    if not os.path.isabs(cfg.data_root):
+        raise ConfigError(f"field 'data_root' {cfg.data_root!r} must be an absolute path in a sweep "
+                          "(trials run in other folders and on other nodes)")
+    for split in dict.fromkeys((cfg.train_split, cfg.proxy_split, cfg.test_split)):
+        try:
+            list_images(Path(cfg.data_root) / split)
+        except DataError as exc:
+            raise ConfigError(f"field 'data_root': {exc}; on a cluster, put the data on shared storage "
+                              "(data_root=s3://bucket/prefix) or on every node at this path") from None
 
 
 def describe(spec: SweepSpec, plan: list[Study]) -> str:
@@ -240,6 +278,11 @@ def _finalize_row(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def failed_row(config: Mapping[str, Any], error: str) -> dict[str, Any]:
+    """The row of a trial that cannot run: its config, null metrics, status 'failed' and why."""
+    return {**config, **{k: None for k in METRIC_KEYS}, "status": "failed", "error": error}
+
+
 def _rewrite_teacher(out: Path, uri: str) -> None:
     """The run's config.json names the teacher by its sweep URI, not the worker's temporary copy."""
     path = out / CONFIG_FILE
@@ -249,24 +292,12 @@ def _rewrite_teacher(out: Path, uri: str) -> None:
         path.write_text(json.dumps(data, indent=2) + "\n")
 
 
-def _crash_once(meta: Mapping[str, Any], trial_id: str) -> None:
-    """Test hook: the first attempt of a trial raises (marker file in the trial's run folder)."""
-    marker = join(meta["runs_uri"], trial_id, "injected-crash.marker")
-    if not exists(marker):
-        write_bytes(marker, b"crashed once\n")
-        raise RuntimeError("injected crash (test hook crash_once)")
-
-
 def train_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train worker: ``run(cfg)`` into a temporary folder, reported as the run's checkpoint."""
     import ray.train
 
     if ray.train.get_checkpoint() is not None:
         return  # this run already finished and uploaded its folder: Train re-reports its metrics
-    meta, trial_id = loop_config["meta"], loop_config["trial_id"]
-    hooks = meta.get("hooks") or {}
-    if hooks.get("crash_once"):
-        _crash_once(meta, trial_id)
     from akdray.run import run
 
     cfg = from_dict(loop_config["cfg"])
@@ -276,11 +307,13 @@ def train_worker(loop_config: dict[str, Any]) -> None:
             teacher_dir = ray.train.Checkpoint(cfg.teacher_checkpoint).to_directory(os.path.join(tmp, "teacher"))
             local = cfg.replace(teacher_checkpoint=teacher_dir)
         out = Path(tmp) / "run"
-        row = run(local, out)
+        try:
+            row = run(local, out)
+        except (ConfigError, DataError) as exc:  # can never succeed: a failed row now, no retries
+            out.mkdir()
+            row = failed_row(cfg.to_dict(), f"bad input: {exc}")
         row["teacher_checkpoint"] = cfg.teacher_checkpoint
         _rewrite_teacher(out, cfg.teacher_checkpoint)
-        if hooks.get("nan_metrics"):
-            row.update(mia_auc=float("nan"), nkid=float("nan"))
         row = _finalize_row(row)
         (out / ROW_FILE).write_text(json.dumps(row, indent=2) + "\n")
         # Train gets a short summary; the full row travels in the checkpoint (row.json).
@@ -300,7 +333,11 @@ def trial_driver(config: dict[str, Any]) -> None:
     from ray.train.torch import TorchTrainer
 
     config, meta, _pick = split_trial_config(config)
-    cfg = from_dict(config)  # the same field names end to end; refuses unknown keys
+    try:
+        cfg = from_dict(config)  # the same field names end to end; refuses unknown keys
+    except ConfigError as exc:  # e.g. a searched value outside what the config allows: no retries
+        tune.report(failed_row(config, f"bad input: {exc}"))
+        return
     trial_id = tune.get_context().get_trial_id()
     gpus, cpus = float(meta["gpus"]), float(meta["cpus"])
     resources = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
@@ -402,7 +439,7 @@ def _meta(spec: SweepSpec, stage: str, study: str) -> dict[str, Any]:
         "sweep_id": spec.sweep_id, "stage": stage, "study": study, "runs_uri": join(spec.sweep_uri, RUNS_DIR),
         "scheme": spec.sweep_uri.split("://")[0] if "://" in spec.sweep_uri else "",
         "cpus": spec.cpus_per_trial, "gpus": spec.gpus_per_trial or 0.0,
-        "train_max_failures": spec.train_max_failures, "hooks": dict(spec.hooks),
+        "train_max_failures": spec.train_max_failures,
     }
 
 
@@ -437,7 +474,12 @@ def _run_experiment(spec: SweepSpec, experiment: str, param_space: dict, num_sam
                 callbacks=[ParquetSink(spec.sweep_uri, experiment)],
                 failure_config=tune.FailureConfig(max_failures=spec.max_failures)),
         )
+    SINK_FAILURES.pop(experiment, None)
     grid = tuner.fit()
+    failures = SINK_FAILURES.pop(experiment, [])
+    if failures:  # rows that could not be stored: say so, rather than "continue with --resume"
+        raise StorageError(f"{experiment}: the results of {len(failures)} trial(s) could not be written to "
+                           f"{spec.sweep_uri} ({failures[0]}); free the storage, then --resume")
     # After Ctrl-C Tune returns normally (its trial statuses are not reliable then): the stage is
     # done when every expected trial has its results row.
     finished = recorded_trials(spec, experiment)
@@ -568,25 +610,41 @@ def auto_resources(spec: SweepSpec) -> SweepSpec:
 def init_sweep(spec: SweepSpec, resume: bool) -> SweepSpec:
     """New sweep: write sweep.json (refusing an existing one). Resume: load it back."""
     path = join(spec.sweep_uri, SWEEP_FILE)
-    if resume:
-        if not exists(path):
-            raise ConfigError(f"--resume: no sweep at {spec.sweep_uri} ({SWEEP_FILE} missing)")
-        stored = SweepSpec.from_json(read_bytes(path).decode())
-        # Experiment settings come from the stored sweep; how to run it (resources) from this call.
-        return replace(stored, cpus_per_trial=spec.cpus_per_trial, gpus_per_trial=spec.gpus_per_trial,
-                       max_concurrent=spec.max_concurrent, verbose=spec.verbose, hooks=spec.hooks)
-    if exists(path):
-        raise ConfigError(f"sweep {spec.sweep_uri} already exists; use --resume or another --name")
-    validate(spec)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    spec = replace(spec, sweep_id=spec.sweep_id or f"{spec.name}-{stamp}-{uuid.uuid4().hex[:6]}")
-    write_bytes(path, spec.to_json().encode())
-    return spec
+    try:
+        if resume:
+            if not exists(path):
+                raise ConfigError(f"--resume: no sweep at {spec.sweep_uri} ({SWEEP_FILE} missing)")
+            stored = SweepSpec.from_json(read_bytes(path).decode(), source=path)
+            probe_writable(spec.sweep_uri)
+            # Experiment settings come from the stored sweep; how to run it (resources) from this call.
+            return replace(stored, cpus_per_trial=spec.cpus_per_trial, gpus_per_trial=spec.gpus_per_trial,
+                           max_concurrent=spec.max_concurrent, verbose=spec.verbose)
+        validate(spec)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        spec = replace(spec, sweep_id=spec.sweep_id or f"{spec.name}-{stamp}-{uuid.uuid4().hex[:6]}")
+        create_exclusive(path, spec.to_json().encode())
+        return spec
+    except FileExistsError:
+        raise ConfigError(f"sweep {spec.sweep_uri} already exists; use --resume or another --name") from None
+    except OSError as exc:
+        raise StorageError(f"sweep storage {spec.sweep_uri} cannot be written: {exc}") from None
+
+
+def probe_writable(uri: str) -> None:
+    """Write and delete a small file under ``uri`` (OSError if the storage refuses)."""
+    probe = join(uri, f".write-probe-{uuid.uuid4().hex[:8]}")
+    write_bytes(probe, b"probe\n")
+    fs, path = resolve(probe)
+    fs.delete_file(path)
 
 
 def run_sweep(spec: SweepSpec, resume: bool = False) -> pd.DataFrame:
-    """Stage 1 (teachers) then stage 2 (one Optuna search per defense and seed); returns the results."""
-    spec = auto_resources(init_sweep(spec, resume))
+    """Stage 1 (teachers) then stage 2 (one Optuna search per defense and seed); returns the results.
+
+    ``spec`` may come from :func:`init_sweep` already (it then has a ``sweep_id``), as the CLI does
+    to refuse bad storage before Ray starts.
+    """
+    spec = auto_resources(spec if spec.sweep_id else init_sweep(spec, resume))
     plan = validate(spec)
     t0 = time.perf_counter()
     found = run_teacher_stage(spec, resume)

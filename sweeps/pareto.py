@@ -9,13 +9,16 @@
 
 Each trial is a Ray Train TorchTrainer launched from a Ray Tune trial (see akdray/tune.py); results
 stream into Parquet: ``pd.read_parquet("SWEEP_DIR/results")`` (SWEEP_DIR = STORAGE/NAME).
-Exit codes: 0 done, 1 no teacher trained (nothing to search), 2 bad flags or fields or no Ray cluster
-(nothing written), 130 interrupted (Ctrl-C; finish with --resume).
+Exit codes: 0 done, 1 no teacher trained (nothing to search), 2 bad flags, fields, data, storage or no
+Ray cluster (refused before Ray starts; nothing written), 3 results could not be stored mid-sweep (disk
+full, permissions; nothing is marked done: free the storage, then --resume), 130 interrupted (Ctrl-C;
+finish with --resume).
 """
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -24,10 +27,10 @@ from typing import Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo's analysis/ package
 
 from akdray.config import PRESETS, ConfigError, parse_overrides
-from akdray.parquet_sink import exists, join, read_bytes
+from akdray.parquet_sink import StorageError, exists, join, read_bytes
 from akdray.tune import (
     DEFAULT_SAMPLES, DEFENSES, SMOKE_OVERRIDES, SMOKE_SAMPLES, SWEEP_FILE, SweepInterrupted, SweepSpec, describe,
-    format_front, optuna_url, run_confirm_stage, run_sweep, validate,
+    format_front, init_sweep, optuna_url, run_confirm_stage, run_sweep, validate,
 )
 
 DEFAULT_STORAGE = "~/akdray_sweeps"
@@ -72,7 +75,7 @@ def confirm_spec(args: argparse.Namespace) -> SweepSpec:
         raise ConfigError(f"--confirm: {uri} is not a sweep folder ({SWEEP_FILE} missing)")
     if args.confirm_seeds < 1:
         raise ConfigError("--confirm-seeds must be at least 1")
-    stored = SweepSpec.from_json(read_bytes(join(uri, SWEEP_FILE)).decode())
+    stored = SweepSpec.from_json(read_bytes(join(uri, SWEEP_FILE)).decode(), source=join(uri, SWEEP_FILE))
     storage, name = uri.rsplit("/", 1)
     return replace(stored, storage=storage, name=name, cpus_per_trial=args.cpus_per_trial,
                    gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
@@ -94,12 +97,19 @@ def run_confirm(args: argparse.Namespace) -> int:
           f"{len(configs)} runs: {', '.join(picks)}")
     if args.dry_run:
         return 0
-    connect(args.address)
+    try:
+        connect(args.address)
+    except (ConfigError, ConnectionError, RuntimeError, ValueError) as exc:
+        print(f"pareto: error: cannot connect to Ray at {args.address!r}: {exc}", file=sys.stderr)
+        return 2
     try:
         df = run_confirm_stage(spec, configs, resume=args.resume)
     except SweepInterrupted as exc:
         print(f"pareto: {exc}", file=sys.stderr)
         return 130
+    except StorageError as exc:
+        print(f"pareto: storage error: {exc}", file=sys.stderr)
+        return 3
     failed = int((df["status"] != "ok").sum()) if not df.empty else 0
     print(f"{len(df)} confirmation rows ({failed} failed); report: python analysis/report.py {spec.sweep_uri}")
     return 0
@@ -125,6 +135,9 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
     overrides: dict = dict(SMOKE_OVERRIDES) if args.smoke_test else {}
     user = parse_overrides(args.overrides)
     overrides.update(user)
+    root = overrides.get("data_root") or PRESETS[args.preset].get("data_root", "")
+    if root and "://" not in root:  # trials run in Ray's session folders: resolve on the driver, now
+        overrides["data_root"] = os.path.abspath(os.path.expanduser(root))
     return SweepSpec(
         name=args.name or f"{'smoke' if args.smoke_test else 'pareto'}-{args.preset}", storage=args.storage,
         preset=args.preset, overrides=overrides, fixed=tuple(user), seeds=1 if args.smoke_test else args.seeds,
@@ -135,18 +148,28 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
     )
 
 
-def check_storage(spec: SweepSpec, resume: bool) -> None:
-    present = exists(join(spec.sweep_uri, SWEEP_FILE))
-    if resume and not present:
-        raise ConfigError(f"--resume: no sweep at {spec.sweep_uri}")
-    if not resume and present:
-        raise ConfigError(f"sweep {spec.sweep_uri} already exists; use --resume or another --name")
+def probe_address(address: str | None, timeout_s: float = 5.0) -> None:
+    """Fail within seconds if nothing listens at a ``host:port`` / ``ray://host:port`` address.
+
+    Ray itself retries an unreachable GCS address for minutes; ``auto``/``local``/None are Ray's own.
+    """
+    if not address or address in ("auto", "local") or address.startswith(("http://", "https://")):
+        return
+    host, _, port = address.split("://")[-1].rstrip("/").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--address {address!r} is not auto, local, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigError(f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); "
+                          "start one with `ray start --head` or leave --address out for a local one") from None
 
 
 def connect(address: str | None) -> None:
     import ray
 
     if not ray.is_initialized():
+        probe_address(address)
         # Worker progress bars would flood the terminal; Tune's table shows the progress instead.
         ray.init(address=address, runtime_env={"env_vars": {"TQDM_DISABLE": "1"}})
 
@@ -160,15 +183,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.resume:
             validate(spec)
         if args.dry_run:
+            if args.resume and not exists(join(spec.sweep_uri, SWEEP_FILE)):
+                raise ConfigError(f"--resume: no sweep at {spec.sweep_uri} ({SWEEP_FILE} missing)")
             print(describe(spec, validate(spec)) if not args.resume else f"would resume {spec.sweep_uri}")
             return 0
-        check_storage(spec, args.resume)
-    except (ConfigError, ValueError) as exc:
+        probe_address(args.address)
+        spec = init_sweep(spec, args.resume)  # sweep.json created exclusively, before Ray starts
+    except (ConfigError, ValueError, StorageError) as exc:
         print(f"pareto: error: {exc}", file=sys.stderr)
         return 2
     try:
         connect(args.address)
-    except (ConnectionError, RuntimeError, ValueError) as exc:  # e.g. --address auto with no cluster
+    except (ConfigError, ConnectionError, RuntimeError, ValueError) as exc:  # e.g. auto with no cluster
         print(f"pareto: error: cannot connect to Ray at {args.address!r}: {exc}", file=sys.stderr)
         return 2
     try:
@@ -176,6 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SweepInterrupted as exc:
         print(f"pareto: {exc}", file=sys.stderr)
         return 130
+    except StorageError as exc:
+        print(f"pareto: storage error: {exc}", file=sys.stderr)
+        return 3
     print(format_front(df))
     print(f'\nresults: pd.read_parquet("{join(spec.sweep_uri, "results")}")')
     print(f"optuna:  optuna-dashboard {optuna_url(spec)}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import jsonschema
@@ -55,3 +56,36 @@ def test_broken_copies_do_not_validate(breakage):
         config["head_node_type"] = "no_such_type"
     with pytest.raises((jsonschema.ValidationError, ValueError)):
         check(config)
+
+
+def test_cluster_is_closed_by_default():
+    """Token auth on every node, no SSH from the whole internet, workers without the autoscaler's profile."""
+    prepared = check(load())
+    starts = prepared["head_start_ray_commands"] + prepared["worker_start_ray_commands"]
+    assert all("RAY_AUTH_MODE=token" in cmd for cmd in starts if "ray start" in cmd)
+    assert any("get-auth-token --generate" in cmd for cmd in prepared["head_setup_commands"])
+    assert "~/.ray/auth_token" in prepared["cluster_synced_files"]
+    assert "security_group" not in prepared["provider"]  # Ray's default group opens SSH to 0.0.0.0/0
+    head = prepared["head_node_type"]
+    for name, node in prepared["available_node_types"].items():
+        assert node["node_config"].get("SecurityGroupIds"), f"{name} would get Ray's open default group"
+        if name != head:
+            assert node["node_config"]["IamInstanceProfile"]["Name"] != "ray-autoscaler-v1"
+    assert prepared["rsync_filter"] == [".gitignore"]
+    ignored = (YAML.parents[1] / ".gitignore").read_text().split()
+    assert {"/runs/", "*.pt", "*.parquet", ".venv/", "/datasets/"} <= set(ignored)
+
+
+def test_access_template_opens_ssh_to_one_cidr_and_s3_to_one_bucket():
+    class Loader(yaml.SafeLoader):  # CloudFormation's short tags (!Ref, !Sub, !GetAtt) as plain values
+        pass
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: loader.construct_scalar(node)
+                                 if isinstance(node, yaml.ScalarNode) else loader.construct_sequence(node))
+    template = yaml.load((YAML.parent / "aws-access.yaml").read_text(), Loader=Loader)
+    ssh = template["Resources"]["ClusterSecurityGroup"]["Properties"]["SecurityGroupIngress"]
+    assert [rule["CidrIp"] for rule in ssh] == ["SshCidr"] and "Default" not in template["Parameters"]["SshCidr"]
+    pattern = template["Parameters"]["SshCidr"]["AllowedPattern"]
+    assert re.fullmatch(pattern, "203.0.113.7/32") and not re.fullmatch(pattern, "0.0.0.0/0")
+    statements = template["Resources"]["WorkerRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    assert all(str(s["Resource"]).startswith("arn:aws:s3:::${SweepBucket}") for s in statements)
+    assert all(a.startswith("s3:") for s in statements for a in s["Action"])

@@ -13,6 +13,10 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+# Largest image decoded (width x height). The header is read first, so a decompression bomb (a small
+# file that claims a huge canvas) is refused before any memory is spent on its pixels. 64 Mpx is far
+# above any pix2pix data set (CMP Facades A|B files are 512x256) and costs 192 MB as RGB.
+MAX_PIXELS = 64_000_000
 
 
 class DataError(ValueError):
@@ -29,12 +33,18 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def read_rgb(path: Path) -> Image.Image:
-    """Decode an image fully (so truncated or corrupt files fail here, named)."""
+    """Decode an image fully (so truncated or corrupt files fail here, named); refuse > MAX_PIXELS."""
     try:
         with Image.open(path) as img:
+            width, height = img.size
+            if width * height > MAX_PIXELS:
+                raise DataError(f"image {path} is {width}x{height} = {width * height / 1e6:.0f} Mpx, over the "
+                                f"{MAX_PIXELS / 1e6:.0f} Mpx limit (a decompression bomb or not a pix2pix image)")
             img.load()
             return img.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except DataError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"cannot decode image {path}: {exc}") from None
 
 

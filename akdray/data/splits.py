@@ -14,6 +14,7 @@ import torch
 from akdray.config import RunConfig
 from akdray.data.aligned import DataError, load_aligned_split
 from akdray.data.synthetic import synthetic_facades
+from akdray.storage import fetch_folder
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,18 @@ class Splits:
 def data_key(cfg: RunConfig) -> str:
     if cfg.data_source == "synthetic":
         return f"synthetic-s{cfg.data_seed}-{cfg.image_size}px"
-    root = Path(cfg.data_root).resolve()
+    root = cfg.data_root if "://" in cfg.data_root else Path(cfg.data_root).resolve()
     return f"aligned-{root}-{cfg.direction}-{cfg.image_size}px"
+
+
+def local_root(data_root: str) -> Path:
+    """The aligned data folder on this machine; a URI (``s3://bucket/prefix``) is fetched into the cache once."""
+    if "://" not in data_root:
+        return Path(data_root)
+    try:
+        return fetch_folder(data_root)
+    except (OSError, ValueError) as exc:  # pyarrow raises OSError/ArrowInvalid(ValueError) for bad URIs
+        raise DataError(f"data_root {data_root} cannot be fetched: {exc}") from None
 
 
 def _pair_digests(pairs: PairedImages) -> list[str]:
@@ -78,7 +89,7 @@ def _load_roles(cfg: RunConfig) -> tuple[PairedImages, PairedImages, PairedImage
     if cfg.data_source == "synthetic":
         make = lambda n, role: PairedImages(*synthetic_facades(n, cfg.image_size, cfg.data_seed, role))  # noqa: E731
         return make(cfg.n_train, "train"), make(cfg.proxy_pool_size, "proxy"), make(cfg.n_test, "test")
-    root = Path(cfg.data_root)
+    root = local_root(cfg.data_root)
     if not root.is_dir():
         raise DataError(f"data_root {root} does not exist (expected {root}/{cfg.train_split}, "
                         f"{root}/{cfg.proxy_split}, {root}/{cfg.test_split})")
