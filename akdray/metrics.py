@@ -24,7 +24,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
 
@@ -332,13 +331,11 @@ def list_image_files(folder: str | os.PathLike) -> list[Path]:
 
 def load_image_files(paths: Sequence[str | os.PathLike]) -> list[Tensor]:
     """Load images as RGB uint8 ``[3, H, W]`` tensors; a corrupt file raises naming that file."""
+    from akdray.data.aligned import read_rgb  # the one reader: named errors, the pixel cap
+
     out = []
     for p in paths:
-        try:
-            with Image.open(p) as im:
-                arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-        except Exception as e:
-            raise ValueError(f"cannot read image {p}: {e}") from e
+        arr = np.asarray(read_rgb(Path(p)), dtype=np.uint8)
         out.append(torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous())
     return out
 
@@ -391,9 +388,17 @@ def main_kid(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
+    from akdray.config import MAX_SEED
+    from akdray.train import existing_device
+
     try:
+        for flag, value, low in (("--subsets", args.subsets, 1), ("--batch-size", args.batch_size, 1),
+                                 ("--subset-size", args.subset_size, 2), ("--seed", args.seed, 0)):
+            if value is not None and not low <= value <= MAX_SEED:
+                raise ValueError(f"{flag} must be in {low}..{MAX_SEED}, got {value}")
+        device = existing_device(args.device)
         res = kid_between_dirs(
-            args.real_dir, args.fake_dir, args.subset_size, args.subsets, args.seed, args.batch_size, args.device
+            args.real_dir, args.fake_dir, args.subset_size, args.subsets, args.seed, args.batch_size, device
         )
     except (FileNotFoundError, NotADirectoryError, ValueError) as e:
         print(f"akdray kid: error: {e}", file=sys.stderr)

@@ -29,7 +29,7 @@ from ray.tune import Callback
 
 from akdray.config import FIELD_TYPES
 from akdray.schema import INFO_KEYS, METRIC_KEYS, SAMPLES_FILE, SCORES_FILE
-from akdray.storage import StorageError, create_exclusive, exists, join, read_bytes, resolve, write_bytes  # noqa: F401
+from akdray.storage import exists, join, read_bytes, resolve, write_bytes
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from akdray.defenses.gauss import add_output_noise
 from akdray.evaluate import Serve, evaluate, sample_images
 from akdray.metrics import to_uint8
 from akdray.schema import CONFIG_FILE, INFO_KEYS, METRIC_KEYS, ROW_FILE, SAMPLES_FILE, SCORES_FILE  # noqa: F401
-from akdray.train import TrainingDiverged, fit_teacher, generate, resolve_device
+from akdray.train import TrainingDiverged, existing_device, fit_teacher, generate, resolve_device
 
 
 @dataclass
@@ -65,24 +65,10 @@ def check_out_dir(out_dir: str | Path | None) -> Path | None:
     return out
 
 
-def check_device(cfg: RunConfig) -> torch.device:
-    """The run's device, refused now if it does not exist on this machine."""
-    device = resolve_device(cfg)
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ConfigError(f"field 'device': {cfg.device!r} asks for a GPU but this machine has no CUDA device "
-                              "(use device=auto or cpu)")
-        if device.index is not None and device.index >= count:
-            raise ConfigError(f"field 'device': {cfg.device!r} does not exist; this machine has "
-                              f"{count} CUDA device(s): cuda:0..cuda:{count - 1}")
-    return device
-
-
 def prepare(cfg: RunConfig, out_dir: str | Path | None = None) -> Prepared:
     """Validate every input of the run; raises ConfigError / DataError naming the problem."""
     out = check_out_dir(out_dir)
-    device = check_device(cfg)
+    device = existing_device(resolve_device(cfg))
     teacher = None
     if cfg.teacher_checkpoint and cfg.method in ("akd", "dmp", "gauss"):
         teacher, teacher_cfg = load_generator(cfg.teacher_checkpoint)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from akdray.config import RunConfig
+from akdray.config import ConfigError, RunConfig
 
 
 class TrainingDiverged(RuntimeError):
@@ -26,6 +26,25 @@ def resolve_device(cfg: RunConfig) -> torch.device:
     if cfg.device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(cfg.device)
+
+
+def existing_device(device: torch.device | str) -> torch.device:
+    """``device`` if this machine has it; else a ConfigError naming the field (before any work)."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"field 'device': {device!r} is not cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"field 'device': {str(device)!r} asks for a GPU but this machine has no CUDA device "
+                              "(use device=auto or cpu)")
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"field 'device': {str(device)!r} does not exist; this machine has "
+                              f"{count} CUDA device(s): cuda:0..cuda:{count - 1}")
+    elif device.type != "cpu":
+        raise ConfigError(f"field 'device': {str(device)!r} is not cpu, cuda or cuda:N")
+    return device
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

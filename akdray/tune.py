@@ -39,9 +39,9 @@ from akdray.config import METHODS_NEEDING_TEACHER, ConfigError, RunConfig, from_
 from akdray.data.aligned import DataError, list_images
 from akdray.pareto import pareto_mask
 from akdray.parquet_sink import (
-    CONFIRM_KEY, META_KEY, RESULTS, SINK_FAILURES, ParquetSink, StorageError, create_exclusive, exists, join,
-    read_bytes, read_dataset, resolve, split_trial_config, write_bytes,
+    CONFIRM_KEY, META_KEY, RESULTS, SINK_FAILURES, ParquetSink, read_dataset, split_trial_config,
 )
+from akdray.storage import StorageError, create_exclusive, exists, join, read_bytes, resolve, write_bytes
 from akdray.schema import CONFIG_FILE, METRIC_KEYS, ROW_FILE
 
 DEFENSES = ("akd", "dmp", "dpsgd", "gauss")

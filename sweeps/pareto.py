@@ -27,7 +27,7 @@ from typing import Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo's analysis/ package
 
 from akdray.config import PRESETS, ConfigError, parse_overrides
-from akdray.parquet_sink import StorageError, exists, join, read_bytes
+from akdray.storage import StorageError, exists, join, read_bytes
 from akdray.tune import (
     DEFAULT_SAMPLES, DEFENSES, SMOKE_OVERRIDES, SMOKE_SAMPLES, SWEEP_FILE, SweepInterrupted, SweepSpec, describe,
     format_front, init_sweep, optuna_url, run_confirm_stage, run_sweep, validate,

@@ -280,3 +280,32 @@ def test_diverging_run_exits_1_with_a_failed_row(tmp_path, capsys):
     row = json.loads((tmp_path / "o" / "row.json").read_text())
     assert row["status"] == "failed" and row["error"].startswith("diverged: non-finite loss")
     assert row["mia_auc"] is None and row["nkid"] is None
+
+
+# ------------------------------------------------------------------------------------------------
+# akdray kid
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("flags, needle", [
+    (["--seed", "-1"], "--seed must be in"), (["--subsets", "0"], "--subsets must be in"),
+    (["--batch-size", "0"], "--batch-size"), (["--device", "cudaXYZ"], "field 'device'"),
+    (["--bomb"], "bomb.png"),
+])
+def test_kid_refuses_bad_flags_and_bombs(tmp_path, capsys, flags, needle):
+    for name in ("real", "fake"):
+        write_aligned_folder(tmp_path, {name: 3}, size=16)
+    if flags == ["--bomb"]:
+        png_header_only(tmp_path / "fake" / "bomb.png", 9_000, 9_000)
+        flags = []
+    code, err = run_cli(["kid", str(tmp_path / "real"), str(tmp_path / "fake"), *flags], capsys)
+    assert code == 2 and needle in err, err
+
+
+def test_inception_weights_with_another_sha1_are_not_loaded(tmp_path, monkeypatch):
+    from akdray.inception import _load_torchscript, find_inception_weights
+
+    tampered = tmp_path / "default_1.pt"
+    data = bytearray(find_inception_weights().read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte
+    tampered.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="refusing to load"):
+        _load_torchscript(tampered)
