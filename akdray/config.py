@@ -20,6 +20,7 @@ NORMS = ("batch", "instance", "group")
 INFERENCE_MODES = ("eval", "train")
 DIRECTIONS = ("AtoB", "BtoA")
 GAN_MODES = ("vanilla", "lsgan")
+SYNTHETIC_STYLES = ("textured", "flat")
 MAX_SEED = 2**31 - 1  # seeds feed torch, numpy and Ray; one range for all of them
 
 
@@ -45,6 +46,7 @@ class RunConfig:
     proxy_split: str = "val"
     test_split: str = "test"  # == proxy_split: that folder is cut in halves (Cityscapes)
     data_seed: int = 1234  # synthetic generation seed; fixed across run seeds
+    synthetic_style: str = "textured"  # textured (bricks, glare, planks: GAN vs L1 visible) | flat (akdray <= 0.1)
     image_size: int = 32
     n_train: int = 200  # 0 = every file of the folder (aligned)
     proxy_pool_size: int = 400
@@ -67,6 +69,8 @@ class RunConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     gan_mode: str = "vanilla"
+    jitter: bool = False  # pix2pix training jitter: resize to 286/256 x size, random crop, flip (x and y alike)
+    gan_weight: float = 1.0  # weight of the teacher's GAN term (Eq. 2); 0 = an L1-only pix2pix teacher
     l1_lambda: float = 100.0  # lambda of Eq. 2 for teacher and DP-SGD
 
     # --- evaluation ---------------------------------------------------------------------
@@ -89,7 +93,7 @@ class RunConfig:
     # --- DP-SGD (Opacus) ------------------------------------------------------------------
     dp_noise_multiplier: float = 1.0
     dp_max_grad_norm: float = 1.0
-    dp_delta: float = 0.0  # 0 = 1 / n_train
+    dp_delta: float = 0.0  # 0 = 1 / (10 n_train): below 1/N, which would allow publishing one record
 
     # --- Gauss: teacher outputs + N(0, sigma^2) in [-1, 1] pixel units ----------------------
     gauss_sigma: float = 0.1
@@ -151,6 +155,7 @@ def _check_values(cfg: RunConfig) -> None:
     _choice(cfg, "teacher_inference_mode", INFERENCE_MODES)
     _choice(cfg, "direction", DIRECTIONS)
     _choice(cfg, "gan_mode", GAN_MODES)
+    _choice(cfg, "synthetic_style", SYNTHETIC_STYLES)
     if cfg.preset not in PRESETS:
         raise ConfigError(f"field 'preset': unknown preset {cfg.preset!r}; known: {', '.join(PRESETS)}")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
@@ -170,7 +175,7 @@ def _check_values(cfg: RunConfig) -> None:
     _positive(cfg, "epochs", "epochs_decay", "distill_epochs", "distill_epochs_decay", allow_zero=True)
     _positive(cfg, "n_train", "proxy_pool_size", "proxy_size", "n_test", "attack_n_per_side", "n_sample_images",
               allow_zero=True)
-    _positive(cfg, "dp_noise_multiplier", "dp_delta", "gauss_sigma", "kid_max_images", allow_zero=True)
+    _positive(cfg, "dp_noise_multiplier", "dp_delta", "gauss_sigma", "kid_max_images", "gan_weight", allow_zero=True)
     for name in ("beta1", "beta2"):
         if not 0.0 <= getattr(cfg, name) < 1.0:
             raise ConfigError(f"field {name!r} must be in [0, 1), got {getattr(cfg, name)}")
@@ -210,6 +215,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         image_size=256, n_train=0, proxy_pool_size=0, proxy_size=100, n_test=0,
         ngf=64, ndf=64, epochs=100, epochs_decay=100, batch_size=1,
         distill_epochs=100, distill_epochs_decay=100, kid_max_images=0, kid_subset_size=100,
+        inference_mode="train", teacher_inference_mode="train",  # as the official test.py (no --eval)
+        jitter=True,  # as pix2pix trains: --preprocess resize_and_crop, load 286, crop 256, flip
     ),
     # Cityscapes: 2,975 train; the 500 val images are cut in halves into proxy and test.
     "cityscapes": dict(
@@ -218,6 +225,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         image_size=256, n_train=0, proxy_pool_size=0, proxy_size=250, n_test=0,
         ngf=64, ndf=64, epochs=100, epochs_decay=100, batch_size=1,
         distill_epochs=100, distill_epochs_decay=100, kid_max_images=0, kid_subset_size=100,
+        inference_mode="train", teacher_inference_mode="train", jitter=True,
     ),
 }
 

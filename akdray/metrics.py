@@ -305,8 +305,11 @@ def evaluate_quality(
 
 
 def generalization_gap(nkid_train: float, nkid_test: float) -> float:
-    """Generalisation gap (Eq. 6): ``NKID_train - NKID_test``."""
-    return float(nkid_train) - float(nkid_test)
+    """Generalisation gap (Eq. 6) with the sign of the paper's Table IV: ``NKID_test - NKID_train``.
+
+    Positive means the model is worse on unseen inputs than on its training inputs (it overfits).
+    """
+    return float(nkid_test) - float(nkid_train)
 
 
 # --------------------------------------------------------------------------------------------

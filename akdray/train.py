@@ -11,11 +11,16 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from akdray.config import ConfigError, RunConfig
+from akdray.data.jitter import batch_jitter, identity
+
+
+JITTER_STREAM = 0x117  # seed-stream id of the training jitter
 
 
 class TrainingDiverged(RuntimeError):
@@ -72,10 +77,11 @@ def make_adam(module: nn.Module, cfg: RunConfig) -> torch.optim.Adam:
 
 
 def gan_l1_step(G: nn.Module, D: nn.Module | None, opt_G, opt_D, x: torch.Tensor, target: torch.Tensor,
-                lam: float, gan_mode: str) -> dict[str, float]:
-    """One pix2pix iteration. D: max log D(x,t) + log(1 - D(x,G(x))); G: GAN + lam * |t - G(x)|_1.
+                lam: float, gan_mode: str, gan_weight: float = 1.0) -> dict[str, float]:
+    """One pix2pix iteration. D: max log D(x,t) + log(1 - D(x,G(x))); G: w * GAN + lam * |t - G(x)|_1.
 
-    With ``D=None`` it is a pure L1 regression (the DMP-style distillation baseline).
+    With ``D=None`` it is a pure L1 regression (the DMP-style distillation baseline, or an L1-only
+    teacher with ``gan_weight=0``).
     """
     fake = G(x)
     losses: dict[str, float] = {}
@@ -90,7 +96,7 @@ def gan_l1_step(G: nn.Module, D: nn.Module | None, opt_G, opt_D, x: torch.Tensor
     loss_G = lam * loss_l1
     if D is not None:
         loss_gan = gan_loss(D(x, fake), True, gan_mode)
-        loss_G = loss_G + loss_gan
+        loss_G = loss_G + gan_weight * loss_gan
         losses["loss_G_gan"] = loss_gan.item()
     loss_G.backward()
     opt_G.step()
@@ -112,6 +118,12 @@ class History:
         return mean
 
 
+def jitter_generator(seed: int, epoch: int, step: int) -> torch.Generator:
+    """The crops and flips of one batch: a seed stream of their own, fixed by (seed, epoch, step)."""
+    state = np.random.SeedSequence([seed, epoch, step, JITTER_STREAM]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
+
+
 def shuffled_batches(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[torch.Tensor]:
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
     for start in range(0, n, batch_size):
@@ -120,11 +132,14 @@ def shuffled_batches(n: int, batch_size: int, seed: int, epoch: int) -> Iterator
 
 def fit_gan_l1(G: nn.Module, D: nn.Module | None, inputs: torch.Tensor,
                target_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cfg: RunConfig, *,
-               epochs: int, epochs_decay: int, lam: float, desc: str, device: torch.device) -> History:
+               epochs: int, epochs_decay: int, lam: float, desc: str, device: torch.device,
+               gan_weight: float = 1.0) -> History:
     """Train G (and D) for ``epochs + epochs_decay`` epochs over uint8 ``inputs``.
 
-    ``target_fn(index, x)`` returns the batch's float targets on ``device``; it is the only way
-    the loop learns targets, so callers decide exactly what the generator is allowed to see.
+    ``target_fn(index, x, augment)`` returns the batch's float targets on ``device``; it is the only
+    way the loop learns targets, so callers decide exactly what the generator is allowed to see.
+    ``x`` is already jittered (``cfg.jitter``); ``augment`` applies the same crop and flip to targets
+    that are read from storage (a labeller that maps x to its target, as the teacher query, needs none).
     """
     G.to(device).train()
     opt_G = make_adam(G, cfg)
@@ -140,9 +155,12 @@ def fit_gan_l1(G: nn.Module, D: nn.Module | None, inputs: torch.Tensor,
         sums: dict[str, float] = {}
         steps = 0
         for index in shuffled_batches(len(inputs), cfg.batch_size, cfg.seed, epoch):
-            x = to_float(inputs[index].to(device))
-            target = target_fn(index, x)
-            for k, v in gan_l1_step(G, D, opt_G, opt_D, x, target, lam, cfg.gan_mode).items():
+            augment = identity
+            if cfg.jitter:
+                augment = batch_jitter(len(index), inputs.shape[-1], jitter_generator(cfg.seed, epoch, steps))
+            x = augment(to_float(inputs[index].to(device)))
+            target = target_fn(index, x, augment)
+            for k, v in gan_l1_step(G, D, opt_G, opt_D, x, target, lam, cfg.gan_mode, gan_weight).items():
                 sums[k] = sums.get(k, 0.0) + v
             steps += 1
         for s in scheds:
@@ -190,9 +208,10 @@ def fit_teacher(cfg: RunConfig, train_x: torch.Tensor, train_y: torch.Tensor, de
     from akdray.models import build_discriminator, build_generator
 
     torch.manual_seed(cfg.seed)
-    G, D = build_generator(cfg), build_discriminator(cfg)
+    G = build_generator(cfg)
+    D = build_discriminator(cfg) if cfg.gan_weight > 0 else None  # gan_weight 0: L1-only pix2pix
     targets = train_y.to(device)
-    history = fit_gan_l1(G, D, train_x, lambda index, x: to_float(targets[index.to(device)]), cfg,
+    history = fit_gan_l1(G, D, train_x, lambda index, x, augment: augment(to_float(targets[index.to(device)])), cfg,
                          epochs=cfg.epochs, epochs_decay=cfg.epochs_decay, lam=cfg.l1_lambda,
-                         desc="teacher", device=device)
+                         desc="teacher", device=device, gan_weight=cfg.gan_weight)
     return G, history

@@ -4,7 +4,7 @@
   DP-SGD budget ``dp_epsilon`` where there is one.
 * **Table III** - attack TPR at low FPR: ``mia_tpr_at_1pct_fpr`` and ``mia_tpr_at_0p1pct_fpr``.
 * **Table IV** - generalization gap: ``nkid_train``, ``nkid`` (test) and ``gen_gap`` =
-  NKID(train) - NKID(test).
+  NKID(test) - NKID(train), positive when the model overfits (the paper's sign).
 
 Rows come from the ``confirm`` stage, grouped by its ``pick`` column; a pick with no confirm rows
 is shown from the search row of its trial (one run, so no std). The ``Source`` column and the
@@ -36,7 +36,7 @@ TABLES = (
               "(NKID; lower is better).", (("mia_auc", "AUCROC"), ("nkid", "NKID"), ("dp_epsilon", "DP ε"))),
     TableSpec("table3", "Table III", "Attack TPR at low FPR (the reconstruction-loss attack, Eq. 3).",
               (("mia_tpr_at_1pct_fpr", "TPR @ 1% FPR"), ("mia_tpr_at_0p1pct_fpr", "TPR @ 0.1% FPR"))),
-    TableSpec("table4", "Table IV", "Generalization gap: NKID(train) − NKID(test).",
+    TableSpec("table4", "Table IV", "Generalization gap: NKID(test) − NKID(train) (positive = overfit).",
               (("nkid_train", "NKID train"), ("nkid", "NKID test"), ("gen_gap", "gap"))),
 )
 

@@ -36,7 +36,7 @@ def row(method: str, trial_id: str, mia_auc: float | None, nkid: float | None, *
     metrics = {k: None for k in METRICS_NONE}
     if status == "ok" and mia_auc is not None:
         metrics.update(mia_tpr_at_1pct_fpr=round(mia_auc - 0.45, 6), mia_tpr_at_0p1pct_fpr=round(mia_auc - 0.48, 6),
-                       nkid_train=round(nkid - 0.05, 6), gen_gap=-0.05)
+                       nkid_train=round(nkid - 0.05, 6), gen_gap=0.05)
     out = {**config, "mia_auc": mia_auc, "nkid": nkid, **metrics, "status": status,
            "error": None if status == "ok" else "diverged: loss is nan", "wall_s": 10.0, "train_s": 8.0,
            "eval_s": 2.0, "device_used": "cpu", "started_at": "2026-01-01T00:00:00+00:00",

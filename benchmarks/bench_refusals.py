@@ -110,7 +110,11 @@ def main() -> int:
                 code, text = str(proc.returncode), proc.stderr + proc.stdout
             except subprocess.TimeoutExpired:
                 code, text = "timeout", f"no answer within {args.timeout:.0f} s"
-            line = first_line(text) if code != "0" else first_line(proc.stdout) or "(accepted)"
+            if code == "0":  # accepted: show what it resolved to (a dry run prints the config)
+                picked = [ln.strip() for ln in proc.stdout.splitlines() if '"data_source"' in ln]
+                line = "accepted" + (f": {picked[0]}" if picked else "")
+            else:
+                line = first_line(text)
             print(f"| {name} | {code} | {line.replace('|', '/')} | {time.perf_counter() - t0:.1f} |", flush=True)
     return 0
 

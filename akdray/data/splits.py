@@ -57,7 +57,7 @@ class Splits:
 
 def data_key(cfg: RunConfig) -> str:
     if cfg.data_source == "synthetic":
-        return f"synthetic-s{cfg.data_seed}-{cfg.image_size}px"
+        return f"synthetic-{cfg.synthetic_style}-s{cfg.data_seed}-{cfg.image_size}px"
     root = cfg.data_root if "://" in cfg.data_root else Path(cfg.data_root).resolve()
     return f"aligned-{root}-{cfg.direction}-{cfg.image_size}px"
 
@@ -87,7 +87,7 @@ def check_disjoint(train: PairedImages, other: PairedImages, role: str) -> None:
 
 def _load_roles(cfg: RunConfig) -> tuple[PairedImages, PairedImages, PairedImages]:
     if cfg.data_source == "synthetic":
-        make = lambda n, role: PairedImages(*synthetic_facades(n, cfg.image_size, cfg.data_seed, role))  # noqa: E731
+        make = lambda n, role: PairedImages(*synthetic_facades(n, cfg.image_size, cfg.data_seed, role, cfg.synthetic_style))  # noqa: E731
         return make(cfg.n_train, "train"), make(cfg.proxy_pool_size, "proxy"), make(cfg.n_test, "test")
     root = local_root(cfg.data_root)
     if not root.is_dir():

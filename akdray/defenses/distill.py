@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -20,6 +21,7 @@ from akdray.models import build_discriminator, build_generator
 from akdray.train import History, fit_gan_l1, forward_in_mode, inference_copy
 
 TeacherQuery = Callable[[torch.Tensor], torch.Tensor]
+STUDENT_STREAM = 0x57D  # seed-stream id of the student's initial weights
 
 
 def teacher_query(teacher: nn.Module, mode: str, dropout: bool) -> TeacherQuery:
@@ -44,11 +46,13 @@ def fit_student(cfg: RunConfig, query: TeacherQuery, proxy: InputImages, *, adve
     if not isinstance(proxy, InputImages):
         raise TypeError("fit_student takes the proxy set as InputImages (inputs only), "
                         f"not {type(proxy).__name__}")
-    torch.manual_seed(cfg.seed)
+    # A fresh student: its initial weights come from a seed stream of their own, not the teacher's
+    # (the teacher was initialised after manual_seed(cfg.seed)).
+    torch.manual_seed(int(np.random.SeedSequence([cfg.seed, STUDENT_STREAM]).generate_state(1)[0]))
     student = build_generator(cfg)
     student_d = build_discriminator(cfg) if adversarial else None
     history = fit_gan_l1(
-        student, student_d, proxy.x, lambda index, x: query(x), cfg,
+        student, student_d, proxy.x, lambda index, x, augment: query(x), cfg,
         epochs=cfg.distill_epochs, epochs_decay=cfg.distill_epochs_decay, lam=cfg.distill_lambda,
         desc="akd" if adversarial else "dmp", device=device,
     )

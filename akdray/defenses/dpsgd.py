@@ -61,7 +61,8 @@ from akdray.config import RunConfig
 from akdray.data.splits import PairedImages
 from akdray.defenses.private_gan import make_private_gan
 from akdray.models import build_discriminator, build_generator
-from akdray.train import History, TrainingDiverged, linear_decay, to_float
+from akdray.data.jitter import batch_jitter
+from akdray.train import History, TrainingDiverged, jitter_generator, linear_decay, to_float
 
 # --------------------------------------------------------------------------------------------
 # Configuration: the norm actually trained
@@ -77,8 +78,12 @@ def dp_model_config(cfg: RunConfig) -> RunConfig:
 
 
 def dp_delta(cfg: RunConfig, n_train: int) -> float:
-    """``cfg.dp_delta``, or 1 / N_train when it is 0."""
-    return cfg.dp_delta if cfg.dp_delta > 0 else 1.0 / n_train
+    """``cfg.dp_delta``, or 1 / (10 N_train) when it is 0.
+
+    delta = 1/N would allow a mechanism that publishes one training record in the clear; the usual
+    rule is delta well below 1/N, here ten times below.
+    """
+    return cfg.dp_delta if cfg.dp_delta > 0 else 0.1 / n_train
 
 
 def poisson_schedule(n_train: int, batch_size: int) -> tuple[int, float, float]:
@@ -145,12 +150,15 @@ def fit_dpsgd(cfg: RunConfig, train: PairedImages, device: torch.device) -> tupl
     history = History()
     steps = 0
     bar = tqdm(range(cfg.epochs + cfg.epochs_decay), desc="dpsgd", unit="ep", leave=False, dynamic_ncols=True)
-    for _epoch in bar:
+    for epoch in bar:
         sums: dict[str, float] = {}
         nonempty = 0
         for indices in sampler:
             index = torch.as_tensor(indices, dtype=torch.long, device=device)
             x, target = to_float(xs[index]), to_float(ys[index])
+            if cfg.jitter and len(index):  # the same crop and flip for x and y (pix2pix's jitter)
+                augment = batch_jitter(len(index), x.shape[-1], jitter_generator(cfg.seed, epoch, steps))
+                x, target = augment(x), augment(target)
             losses = gan.step(x, target, cfg.l1_lambda, cfg.gan_mode)
             steps += 1
             if losses is not None:
