@@ -83,7 +83,7 @@ def read_input(file: InputFile, size: int, direction: str) -> torch.Tensor:
         half = width // 2
         box = (0, 0, half, height) if direction == "AtoB" else (half, 0, width, height)
         img = img.crop(box)
-    return torch.from_numpy(np.ascontiguousarray(resize_square(img, size))).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(np.array(resize_square(img, size))).permute(2, 0, 1).contiguous()
 
 
 def load_inputs(path: str | Path, size: int, direction: str, layout: str = "auto") -> InputImages:
