@@ -20,7 +20,7 @@ from torch import nn
 
 import akdray
 from akdray.checkpoint import check_teacher_compatible, load_generator, save_generator
-from akdray.config import DISTILLATION_METHODS, ConfigError, RunConfig
+from akdray.config import DISTILLATION_METHODS, RunConfig
 from akdray.data.splits import Splits, load_splits
 from akdray.defenses.distill import fit_student, teacher_query
 from akdray.defenses.gauss import add_output_noise

@@ -119,3 +119,15 @@ def test_bad_input_is_refused_before_training(owner, tmp_path, capsys, args, nee
     out = tmp_path / "out"
     assert main(["protect", *argv, *SETS, "--out", str(out)]) == 2
     assert needle in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.slow
+def test_run_accepts_an_official_teacher(owner, tmp_path):
+    """`akdray run --method dmp --teacher latest_net_G.pth`: the same loader serves `run`."""
+    out = tmp_path / "dmp"
+    data = ["--set=data_source=aligned", f"--set=data_root={owner / 'facades'}", "--set=image_size=32",
+            "--set=n_train=0", "--set=proxy_pool_size=0", "--set=proxy_size=8", "--set=n_test=0"]
+    assert main(["run", "--method", "dmp", *SETS, *data, "--teacher", str(owner / "latest_net_G.pth"),
+                 "--out", str(out)]) == 0
+    row = json.loads((out / "row.json").read_text())
+    assert row["status"] == "ok" and row["teacher_checkpoint"].endswith("latest_net_G.pth")

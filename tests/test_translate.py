@@ -105,7 +105,7 @@ def _same_stem(src):
     return "a.png"
 
 
-def _bomb(src, monkeypatch=None):
+def _bomb(src):  # over the (lowered) pixel cap
     _img(src / "huge.png", 200, 100)
     return "huge.png"
 
