@@ -1,6 +1,8 @@
-"""Checkpoints: a plain generator ``state_dict`` plus the run's config, loaded with weights_only."""
+"""Checkpoints: akdray's own (a generator ``state_dict`` plus the run's config) and official pix2pix
+generator files, both read by :func:`load_generator` with ``weights_only=True``."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -8,6 +10,7 @@ from torch import nn
 
 from akdray.config import ConfigError, RunConfig, from_dict
 from akdray.models import build_generator
+from akdray.pix2pix_format import OFFICIAL_G_FILE, generator_from_official
 
 CHECKPOINT_NAME = "checkpoint.pt"
 # Fields that define the teacher's private training set: a student or baseline evaluated
@@ -25,26 +28,53 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if p.is_dir():
         p = p / CHECKPOINT_NAME
     if not p.is_file():
-        raise ConfigError(f"teacher checkpoint {p} does not exist (give a teacher run directory or its {CHECKPOINT_NAME})")
+        raise ConfigError(f"checkpoint {p} does not exist (give a run directory, its {CHECKPOINT_NAME}, "
+                          f"or an official pix2pix {OFFICIAL_G_FILE})")
     return p
 
 
-def load_generator(path: str | Path) -> tuple[nn.Module, RunConfig]:
-    """Rebuild the generator from the checkpoint's own config and load its weights strictly."""
-    file = resolve_checkpoint(path)
+@dataclass(frozen=True)
+class LoadedGenerator:
+    """A generator read from disk. ``cfg`` is the run's config (``format="akdray"``) or, for an
+    official pix2pix file (``format="pix2pix"``), a config whose architecture fields (image_size,
+    ngf, unet_depth, norm, use_dropout) describe the network and whose other fields mean nothing."""
+
+    generator: nn.Module
+    cfg: RunConfig
+    format: str  # akdray | pix2pix
+    file: Path
+
+
+def _read(file: Path):
     try:
-        blob = torch.load(file, map_location="cpu", weights_only=True)
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to unpickle is a bad file, reported by name
+        first = (str(exc).splitlines() or [""])[0][:300]
+        raise ConfigError(f"checkpoint {file} cannot be read as a PyTorch file with weights_only=True "
+                          f"(truncated, corrupt or not tensors): {type(exc).__name__}: {first}") from None
+
+
+def load_generator(path: str | Path, *, image_size: int | None = None, use_dropout: bool = True) -> LoadedGenerator:
+    """Read a generator: akdray's ``checkpoint.pt`` (rebuilt from its own config) or an official
+    pix2pix ``latest_net_G.pth`` (architecture inferred from its keys; ``image_size`` defaults to
+    2**depth and ``use_dropout`` to the official default, on). Both load strictly, weights_only."""
+    file = resolve_checkpoint(path)
+    blob = _read(file)
+    if not (isinstance(blob, dict) and "config" in blob and "generator" in blob):
+        generator, cfg = generator_from_official(blob, file, image_size, use_dropout)
+        return LoadedGenerator(generator, cfg, "pix2pix", file)
+    try:
         cfg = from_dict(blob["config"])
         state = blob["generator"]
-    except (KeyError, TypeError, RuntimeError, ValueError, EOFError) as exc:
-        raise ConfigError(f"teacher checkpoint {file} is not an akdray checkpoint: {exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"checkpoint {file} is not an akdray checkpoint: {exc}") from None
     generator = build_generator(cfg)
     try:
         generator.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError, AttributeError) as exc:
         first = str(exc).splitlines()[0]
-        raise ConfigError(f"teacher checkpoint {file} does not match the architecture its config describes: {first}") from None
-    return generator, cfg
+        raise ConfigError(f"checkpoint {file} does not match the architecture its config describes: {first}") from None
+    return LoadedGenerator(generator, cfg, "akdray", file)
 
 
 def check_teacher_compatible(cfg: RunConfig, teacher_cfg: RunConfig, file: str) -> None:

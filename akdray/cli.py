@@ -1,4 +1,4 @@
-"""Command line: ``akdray run | kid | fields``.
+"""Command line: ``akdray run | export | translate | protect | kid | fields``.
 
 Exit codes: 0 success, 1 the run itself failed (e.g. diverged; its row says why), 2 bad input
 (unknown preset or field, bad value, broken data, missing teacher) - reported before any work.
@@ -10,8 +10,10 @@ import json
 import sys
 from dataclasses import fields
 
-from akdray.config import FIELD_TYPES, METHODS, PRESETS, ConfigError, RunConfig, make_config, parse_overrides
+from akdray.config import (DIRECTIONS, FIELD_TYPES, INFERENCE_MODES, METHODS, PRESETS, ConfigError, RunConfig,
+                           make_config, parse_overrides)
 from akdray.data.aligned import DataError
+from akdray.inputs import LAYOUTS
 
 SUMMARY_KEYS = (
     ("method", "method"), ("inference_mode", "inference mode"), ("mia_auc", "attack AUCROC"),
@@ -43,6 +45,30 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--teacher", default="", help="teacher run folder or checkpoint (akd, dmp, gauss)")
     run.add_argument("--out", help="output folder (must be new or empty)")
     run.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    export = sub.add_parser("export", help="write a trained generator in the official pix2pix layout")
+    export.add_argument("run_dir", help="akdray run folder or checkpoint.pt")
+    export.add_argument("--format", required=True, choices=["pix2pix"])
+    export.add_argument("--out", required=True, help="new or empty folder for latest_net_G.pth and opt.txt")
+    tr = sub.add_parser("translate", help="run a generator (akdray or official pix2pix) on images")
+    tr.add_argument("--checkpoint", required=True, help="akdray run folder / checkpoint.pt, or official latest_net_G.pth")
+    tr.add_argument("--input", required=True, help="an image, a folder of images, or an aligned A|B folder")
+    tr.add_argument("--out", required=True, help="new or empty folder: one PNG per input, same name")
+    tr.add_argument("--inference-mode", choices=INFERENCE_MODES,
+                    help="default: the run's own mode; train (official test.py without --eval) for official files")
+    tr.add_argument("--image-size", type=int, help="model input size (default: the run's, or 2**depth for official files)")
+    tr.add_argument("--direction", choices=DIRECTIONS, help="for A|B inputs: AtoB uses the A half (default: the run's, or AtoB)")
+    tr.add_argument("--layout", choices=LAYOUTS, default="auto", help="auto: A|B if every image is twice as wide as high")
+    tr.add_argument("--no-dropout", action="store_true", help="official files: build the network without dropout")
+    tr.add_argument("--seed", type=int, default=0, help="seeds the dropout masks in train mode")
+    pr = sub.add_parser("protect", help="post-hoc AKD of an existing generator; optional before/after audit")
+    pr.add_argument("--teacher", required=True, help="akdray run folder / checkpoint.pt, or official latest_net_G.pth")
+    pr.add_argument("--proxy", required=True, help="public proxy inputs: a folder of images or of A|B pairs (only inputs are read)")
+    pr.add_argument("--out", required=True, help="new or empty folder")
+    pr.add_argument("--audit-data", help="the owner's aligned data: train/ = members, test/ = non-members")
+    pr.add_argument("--preset", default="cpu-small", help=f"training recipe, one of {', '.join(PRESETS)}")
+    pr.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                    help="override a RunConfig field (repeatable); the architecture defaults to the teacher's")
+    pr.add_argument("--layout", choices=LAYOUTS, default="auto", help="of the proxy folder")
     kid = sub.add_parser("kid", help="KID between two image folders, as JSON (akdray kid --help)", add_help=False)
     kid.add_argument("kid_args", nargs=argparse.REMAINDER)
     sub.add_parser("fields", help="list RunConfig fields, types and defaults")
@@ -75,6 +101,45 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from akdray.checkpoint import load_generator
+    from akdray.outdir import atomic_dir, check_out_dir
+    from akdray.pix2pix_format import OFFICIAL_G_FILE, check_exportable, write_official
+
+    out = check_out_dir(args.out)
+    loaded = load_generator(args.run_dir)
+    check_exportable(loaded.cfg)
+    mode = loaded.cfg.inference_mode if loaded.format == "akdray" else "train"
+    with atomic_dir(out) as tmp:
+        write_official(tmp, loaded.generator, loaded.cfg, mode)
+    print(f"akdray export -> {out / OFFICIAL_G_FILE} (official pix2pix layout)\n{(out / 'opt.txt').read_text()}")
+    return 0
+
+
+def cmd_translate(args: argparse.Namespace) -> int:
+    from akdray.translate import format_translate, translate
+
+    summary = translate(args.checkpoint, args.input, args.out, inference_mode=args.inference_mode,
+                        image_size=args.image_size, direction=args.direction, layout=args.layout,
+                        use_dropout=not args.no_dropout, seed=args.seed)
+    print(format_translate(summary, args.out))
+    return 0
+
+
+def cmd_protect(args: argparse.Namespace) -> int:
+    from akdray.protect import audit_table, prepare_protect, run_protect
+
+    job = prepare_protect(args.teacher, args.proxy, args.out, audit_data=args.audit_data, preset=args.preset,
+                          overrides=parse_overrides(args.overrides), layout=args.layout)
+    result = run_protect(job)
+    print(f"akdray protect -> {args.out} (student: checkpoint.pt and pix2pix/latest_net_G.pth)")
+    if result["audit"] is None:
+        print(f"  {result['note']}")
+    else:
+        print("\n".join(audit_table(result["audit"])))
+    return 0
+
+
 def cmd_fields(_: argparse.Namespace) -> int:
     for f in fields(RunConfig):
         print(f"{f.name:<24} {FIELD_TYPES[f.name].__name__:<6} {f.default!r}")
@@ -88,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return main_kid(argv[1:])
     args = build_parser().parse_args(argv)
-    handler = {"run": cmd_run, "fields": cmd_fields}[args.command]
+    handler = {"run": cmd_run, "export": cmd_export, "translate": cmd_translate, "protect": cmd_protect,
+               "fields": cmd_fields}[args.command]
     try:
         return handler(args)
     except (ConfigError, DataError, FileNotFoundError) as exc:

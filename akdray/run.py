@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,13 +19,14 @@ import torch
 from torch import nn
 
 import akdray
-from akdray.checkpoint import check_teacher_compatible, load_generator, resolve_checkpoint, save_generator
-from akdray.config import DISTILLATION_METHODS, ConfigError, RunConfig
+from akdray.checkpoint import check_teacher_compatible, load_generator, save_generator
+from akdray.config import DISTILLATION_METHODS, RunConfig
 from akdray.data.splits import Splits, load_splits
 from akdray.defenses.distill import fit_student, teacher_query
 from akdray.defenses.gauss import add_output_noise
 from akdray.evaluate import Serve, evaluate, sample_images
 from akdray.metrics import to_uint8
+from akdray.outdir import atomic_dir, check_out_dir
 from akdray.schema import CONFIG_FILE, INFO_KEYS, METRIC_KEYS, ROW_FILE, SAMPLES_FILE, SCORES_FILE  # noqa: F401
 from akdray.train import TrainingDiverged, existing_device, fit_teacher, generate, resolve_device
 
@@ -44,35 +42,16 @@ class Prepared:
     out_dir: Path | None
 
 
-def check_out_dir(out_dir: str | Path | None) -> Path | None:
-    """A new or empty folder that can be written; probed now, so no result is lost after training."""
-    if out_dir is None:
-        return None
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        raise ConfigError(f"--out {out} is not empty; choose a new folder (results are never overwritten)")
-    ancestor = out.absolute().parent
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise ConfigError(f"--out {out} cannot be created: {ancestor} is a file, not a folder")
-    try:  # the run folder is later written as a temporary sibling: probe exactly that
-        os.rmdir(tempfile.mkdtemp(prefix=".akdray-probe-", dir=ancestor))
-    except OSError as exc:
-        raise ConfigError(f"--out {out} cannot be written: {ancestor}: {exc.strerror or exc}") from None
-    return out
-
-
 def prepare(cfg: RunConfig, out_dir: str | Path | None = None) -> Prepared:
     """Validate every input of the run; raises ConfigError / DataError naming the problem."""
     out = check_out_dir(out_dir)
     device = existing_device(resolve_device(cfg))
     teacher = None
     if cfg.teacher_checkpoint and cfg.method in ("akd", "dmp", "gauss"):
-        teacher, teacher_cfg = load_generator(cfg.teacher_checkpoint)
-        check_teacher_compatible(cfg, teacher_cfg, str(resolve_checkpoint(cfg.teacher_checkpoint)))
+        loaded = load_generator(cfg.teacher_checkpoint, image_size=cfg.image_size, use_dropout=cfg.use_dropout)
+        if loaded.format == "akdray":  # an official file carries no data identity to check
+            check_teacher_compatible(cfg, loaded.cfg, str(loaded.file))
+        teacher = loaded.generator
     splits = load_splits(cfg)
     return Prepared(cfg, splits, teacher, device, out)
 
@@ -156,12 +135,7 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
 
 def write_run_dir(out: Path, row: dict, saved_cfg: RunConfig, G: nn.Module | None, scores, samples) -> None:
     """Write row, config, checkpoint and scores into a temporary sibling, then rename it into place."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result folder should not be
-    try:
+    with atomic_dir(out) as tmp:
         (tmp / CONFIG_FILE).write_text(json.dumps(saved_cfg.to_dict(), indent=2) + "\n")
         if G is not None:
             save_generator(tmp / "checkpoint.pt", G.cpu(), saved_cfg)
@@ -170,9 +144,3 @@ def write_run_dir(out: Path, row: dict, saved_cfg: RunConfig, G: nn.Module | Non
         if samples is not None:
             samples.to_parquet(tmp / SAMPLES_FILE, index=False)
         (tmp / ROW_FILE).write_text(json.dumps(row, indent=2) + "\n")
-        if out.is_dir():
-            out.rmdir()  # empty by check_out_dir
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

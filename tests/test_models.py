@@ -34,9 +34,9 @@ def test_checkpoint_round_trip(tmp_path):
     cfg = RunConfig(image_size=32, ngf=8, seed=3)
     g = build_generator(cfg)
     save_generator(tmp_path / "checkpoint.pt", g, cfg)
-    g2, cfg2 = load_generator(tmp_path)  # a run folder works as well as the file
-    assert cfg2 == cfg
-    for a, b in zip(g.state_dict().values(), g2.state_dict().values()):
+    loaded = load_generator(tmp_path)  # a run folder works as well as the file
+    assert loaded.cfg == cfg and loaded.format == "akdray"
+    for a, b in zip(g.state_dict().values(), loaded.generator.state_dict().values()):
         assert torch.equal(a, b)
 
 

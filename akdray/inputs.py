@@ -1,0 +1,93 @@
+"""Input images for ``translate`` and ``protect``: one image, a folder, or an aligned A|B folder.
+
+Files are listed and their headers checked (readable, at most :data:`MAX_PIXELS`, layout) before
+any work; then each is decoded by :func:`akdray.data.aligned.read_rgb`, the input half is cut out of
+an A|B file (the target half is dropped right after decoding and never leaves this module) and
+resized to the model's size with bicubic interpolation, as the official pix2pix test pipeline does.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from akdray.data.aligned import IMAGE_SUFFIXES, DataError, list_images, read_rgb
+from akdray.data.aligned import _resize as resize_square  # the aligned loader's bicubic resize
+from akdray.data.splits import InputImages
+
+MAX_PIXELS = 64_000_000  # refuse larger images (decompression bombs) before decoding them
+LAYOUTS = ("auto", "single", "aligned")
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input image; ``aligned`` = an A|B pair whose input half is used."""
+
+    path: Path
+    aligned: bool
+
+
+def _header_size(path: Path) -> tuple[int, int]:
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types (incl. DecompressionBombError)
+        raise DataError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from None
+    if width * height > MAX_PIXELS:
+        raise DataError(f"image {path} has {width}x{height} = {width * height:,} pixels, more than the "
+                        f"{MAX_PIXELS:,} allowed (a decompression bomb or not a pix2pix image)")
+    return width, height
+
+
+def list_input_files(path: str | Path, layout: str = "auto") -> list[InputFile]:
+    """The input images under ``path`` (a file or a folder), header-checked; ``layout`` ``auto``
+    treats the inputs as A|B pairs when every image is exactly twice as wide as it is high."""
+    if layout not in LAYOUTS:
+        raise DataError(f"layout {layout!r} is not one of {', '.join(LAYOUTS)}")
+    root = Path(path)
+    if root.is_file():
+        if root.suffix.lower() not in IMAGE_SUFFIXES:
+            raise DataError(f"input {root} is not an image ({', '.join(IMAGE_SUFFIXES)})")
+        files = [root]
+    elif root.is_dir():
+        files = list_images(root)
+    else:
+        raise DataError(f"input {root} does not exist")
+    sizes = [_header_size(f) for f in files]
+    pair = [w == 2 * h for w, h in sizes]
+    if layout == "auto" and any(pair) and not all(pair):
+        odd = files[pair.index(False)]
+        raise DataError(f"{root} mixes A|B pairs ({files[pair.index(True)].name}) and single images ({odd.name}); "
+                        "pass --layout single or --layout aligned")
+    aligned = layout == "aligned" or (layout == "auto" and all(pair))
+    if aligned:
+        for f, (w, _) in zip(files, sizes):
+            if w % 2:
+                raise DataError(f"{f} is not an A|B pair: width {w} is odd (expected A and B side by side)")
+    stems: dict[str, Path] = {}
+    for f in files:
+        if f.stem in stems:
+            raise DataError(f"{f} and {stems[f.stem]} would both be written as {f.stem}.png")
+        stems[f.stem] = f
+    return [InputFile(f, aligned) for f in files]
+
+
+def read_input(file: InputFile, size: int, direction: str) -> torch.Tensor:
+    """uint8 [3, size, size]: the image, or the input half of an A|B pair (A for AtoB, B for BtoA)."""
+    img = read_rgb(file.path)
+    if file.aligned:
+        width, height = img.size
+        half = width // 2
+        box = (0, 0, half, height) if direction == "AtoB" else (half, 0, width, height)
+        img = img.crop(box)
+    return torch.from_numpy(np.array(resize_square(img, size))).permute(2, 0, 1).contiguous()
+
+
+def load_inputs(path: str | Path, size: int, direction: str, layout: str = "auto") -> InputImages:
+    """Every input under ``path`` as :class:`InputImages` (inputs only: no targets exist here)."""
+    files = list_input_files(path, layout)
+    x = torch.stack([read_input(f, size, direction) for f in files])
+    return InputImages(x, tuple(str(f.path) for f in files))
