@@ -13,7 +13,7 @@ import platform
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,15 +22,16 @@ import torch
 from torch import nn
 
 import akdray
+from akdray.attacks.references import load_references, serve_generator
 from akdray.checkpoint import check_teacher_compatible, load_generator, resolve_checkpoint, save_generator
 from akdray.config import DISTILLATION_METHODS, ConfigError, RunConfig
 from akdray.data.splits import Splits, load_splits
 from akdray.defenses.distill import fit_student, teacher_query
 from akdray.defenses.gauss import add_output_noise
 from akdray.evaluate import Serve, evaluate, sample_images
-from akdray.metrics import to_uint8
+from akdray.inception import to_uint8
 from akdray.schema import CONFIG_FILE, INFO_KEYS, METRIC_KEYS, ROW_FILE, SAMPLES_FILE, SCORES_FILE  # noqa: F401
-from akdray.train import TrainingDiverged, fit_teacher, generate, resolve_device
+from akdray.train import TrainingDiverged, fit_teacher, resolve_device
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Prepared:
     teacher: nn.Module | None
     device: torch.device
     out_dir: Path | None
+    references: list[nn.Module] = field(default_factory=list)  # the K reference generators (cal, lira)
 
 
 def check_out_dir(out_dir: str | Path | None) -> Path | None:
@@ -62,17 +64,14 @@ def prepare(cfg: RunConfig, out_dir: str | Path | None = None) -> Prepared:
     if cfg.teacher_checkpoint and cfg.method in ("akd", "dmp", "gauss"):
         teacher, teacher_cfg = load_generator(cfg.teacher_checkpoint)
         check_teacher_compatible(cfg, teacher_cfg, str(resolve_checkpoint(cfg.teacher_checkpoint)))
+    references = [G for G, _ in load_references(cfg)]  # checked against this run's data before training
     splits = load_splits(cfg)
-    return Prepared(cfg, splits, teacher, resolve_device(cfg), out)
-
-
-def _serve_generator(G: nn.Module, cfg: RunConfig, device: torch.device) -> Serve:
-    return lambda x: to_uint8(generate(G, x, cfg.inference_mode, device=device, batch_size=cfg.eval_batch_size))
+    return Prepared(cfg, splits, teacher, resolve_device(cfg), out, references)
 
 
 def _serve_gauss(teacher: nn.Module, cfg: RunConfig, device: torch.device) -> Serve:
     noise = torch.Generator().manual_seed(cfg.seed)
-    clean = _serve_generator(teacher, cfg, device)
+    clean = serve_generator(teacher, cfg, device)
     return lambda x: to_uint8(add_output_noise(clean(x).float() / 127.5 - 1.0, cfg.gauss_sigma, noise))
 
 
@@ -81,7 +80,7 @@ def _train(p: Prepared) -> tuple[nn.Module | None, Serve, dict[str, Any], RunCon
     cfg, device = p.cfg, p.device
     extra: dict[str, Any] = {}
     saved_cfg = cfg
-    if cfg.method == "teacher":
+    if cfg.method in ("teacher", "reference"):  # a reference model: the teacher's recipe on its own pairs
         G, history = fit_teacher(cfg, p.splits.train.x, p.splits.train.y, device)
     elif cfg.method in DISTILLATION_METHODS:
         query = teacher_query(p.teacher.to(device), cfg.teacher_inference_mode, cfg.teacher_dropout)
@@ -97,7 +96,7 @@ def _train(p: Prepared) -> tuple[nn.Module | None, Serve, dict[str, Any], RunCon
         return None, _serve_gauss(p.teacher, cfg, device), extra, cfg
     last = history.epochs[-1] if history.epochs else {}
     extra.update(final_loss_G_l1=last.get("loss_G_l1"), final_loss_D=last.get("loss_D"))
-    return G, _serve_generator(G, cfg, device), extra, saved_cfg
+    return G, serve_generator(G, cfg, device), extra, saved_cfg
 
 
 def _clean(value: Any) -> Any:
@@ -121,7 +120,9 @@ def execute(p: Prepared) -> dict[str, Any]:
         G, serve, extra, saved_cfg = _train(p)
         train_s = time.perf_counter() - t0
         metrics.update(extra)
-        evaluated, scores = evaluate(serve, p.splits, cfg, proxy_leakage=cfg.method in DISTILLATION_METHODS, device=p.device)
+        references = [serve_generator(R, cfg, p.device) for R in p.references]
+        evaluated, scores = evaluate(serve, p.splits, cfg, proxy_leakage=cfg.method in DISTILLATION_METHODS,
+                                     references=references, quality_metrics=cfg.method != "reference", device=p.device)
         metrics.update(evaluated)
         samples = sample_images(serve, p.splits.test, cfg.n_sample_images)
         eval_s = time.perf_counter() - t0 - train_s
