@@ -19,13 +19,14 @@ import pandas as pd
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from akdray.config import FIELD_TYPES, METHODS
+from akdray.config import DEPLOYED_METHODS, FIELD_TYPES
+from akdray.schema import ATTACKS, attack_columns
 
 RESULTS, SCORES, SAMPLES, SWEEP_JSON = "results", "scores", "samples", "sweep.json"
-METHOD_ORDER = METHODS  # teacher, akd, dmp, dpsgd, gauss: the order of every table and legend
+METHOD_ORDER = DEPLOYED_METHODS  # teacher, akd, dmp, dpsgd, gauss: the order of every table and legend
 # Metric / info columns this package reads; coerced to float (a failed row's None -> NaN).
 NUMERIC_COLUMNS = (
-    "mia_auc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0p1pct_fpr", "mia_balanced_acc", "proxy_mia_auc",
+    *(c for a in ATTACKS for c in attack_columns(a)), "leak", "n_references", "proxy_mia_auc",
     "train_l1", "test_l1", "kid", "kid_std", "kid_max", "nkid", "kid_train", "nkid_train", "gen_gap",
     "dp_epsilon", "dp_sample_rate", "dp_steps", "wall_s", "train_s", "eval_s",
 )
@@ -127,8 +128,8 @@ def normalize_results(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows that ran to the end (status ``ok``) with both objectives present."""
-    keep = (df["status"] == "ok") & df["mia_auc"].notna() & df["nkid"].notna()
+    """Rows that ran to the end (status ``ok``) with both objectives (``leak``, ``nkid``) present."""
+    keep = (df["status"] == "ok") & df["leak"].notna() & df["nkid"].notna()
     return df[keep]
 
 

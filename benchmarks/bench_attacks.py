@@ -20,6 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import torch  # noqa: E402
+
 from akdray.audit import audit_checkpoint, reference_config  # noqa: E402
 from akdray.config import make_config  # noqa: E402
 from akdray.run import run  # noqa: E402
@@ -112,10 +114,12 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/bench_attacks")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--references", type=int, default=4, help="K reference models per seed (plus one held out)")
+    p.add_argument("--references", type=int, default=2, help="K reference models per seed (plus one held out)")
     p.add_argument("--headline", action="store_true", help="also AKD, DMP, DP-SGD and Gauss per seed")
     p.add_argument("--report", action="store_true", help="only print the tables of OUT/results.jsonl")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 wastes least on a shared machine)")
     args = p.parse_args()
+    torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if not args.report:

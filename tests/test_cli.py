@@ -9,7 +9,7 @@ from akdray.cli import main
 from conftest import TINY
 
 TINY_SETS = [f"--set={k}={v}" for k, v in TINY.items()]
-REQUIRED_KEYS = {"mia_auc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0p1pct_fpr", "kid", "nkid", "gen_gap", "status", "wall_s"}
+REQUIRED_KEYS = {"loss_auc", "loss_tpr_at_1pct_fpr", "loss_tpr_at_0p1pct_fpr", "kid", "nkid", "gen_gap", "status", "wall_s"}
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def teacher_dir(tmp_path_factory):
 def test_teacher_run_writes_row_checkpoint_and_scores(teacher_dir, capsys):
     row = json.loads((teacher_dir / "row.json").read_text())
     assert REQUIRED_KEYS <= set(row) and row["status"] == "ok" and row["inference_mode"] == "eval"
-    assert 0.0 <= row["mia_auc"] <= 1.0 and row["kid_subset_size_used"] <= 8
+    assert 0.0 <= row["loss_auc"] <= 1.0 and row["kid_subset_size_used"] <= 8
     assert {"checkpoint.pt", "config.json", "scores.parquet", "samples.parquet"} <= {p.name for p in teacher_dir.iterdir()}
     assert not [p for p in teacher_dir.parent.iterdir() if p.name.startswith(".")]  # no temp leftovers
 
