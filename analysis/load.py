@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from urllib.parse import unquote
 
+import numpy as np
 import pandas as pd
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -109,6 +110,10 @@ def normalize_results(df: pd.DataFrame) -> pd.DataFrame:
     for name, typ in FIELD_TYPES.items():
         if name in out.columns and name != "method":
             out[name] = _cast_field(out[name], typ)
+    if "leak" not in out.columns and "mia_auc" in out.columns:  # a sweep from before the calibrated attacks
+        out["loss_auc"] = pd.to_numeric(out["mia_auc"], errors="coerce")
+        out["leak"] = np.maximum(out["loss_auc"], 1.0 - out["loss_auc"])
+        out["leak_source"] = "loss"
     for name in NUMERIC_COLUMNS:
         if name in out.columns:
             out[name] = pd.to_numeric(out[name], errors="coerce")

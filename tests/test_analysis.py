@@ -212,3 +212,11 @@ def test_metric_columns_exist_in_the_run_schema():
     from akdray.schema import INFO_KEYS, METRIC_KEYS
 
     assert set(load.NUMERIC_COLUMNS) <= set(METRIC_KEYS) | set(INFO_KEYS)
+
+
+def test_rows_of_a_sweep_from_before_the_calibrated_attacks_get_leak_from_the_loss_attack():
+    old = testing.row("akd", "x", 0.3, 0.2)
+    old["mia_auc"] = old.pop("loss_auc")
+    del old["leak"], old["leak_source"]
+    got = load.normalize_results(pd.DataFrame([old])).iloc[0]
+    assert got["leak"] == pytest.approx(0.7) and got["loss_auc"] == pytest.approx(0.3) and got["leak_source"] == "loss"

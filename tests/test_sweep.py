@@ -158,8 +158,7 @@ def test_smoke_sweep_writes_parquet_for_every_stage_and_defense(smoke):
     assert Path(teacher["checkpoint"], "checkpoint.pt").is_file()  # persisted teacher run dir
     refs = df[df["stage"] == "reference"]
     assert len(refs) == 2 and refs["nkid"].isna().all() and refs["data_seed"].eq(0).all()  # K = 2, no KID
-    assert (search["reference_checkpoints"] == ",".join(sorted(refs["checkpoint"], key=lambda c: c))).all() or \
-        all(set(r.split(",")) == set(refs["checkpoint"]) for r in search["reference_checkpoints"])
+    assert all(set(r.split(",")) == set(refs["checkpoint"]) for r in search["reference_checkpoints"])
     deployed = df[df["stage"] != "reference"]
     assert deployed[["leak", "loss_auc", "cal_auc", "lira_auc", "nkid"]].notna().all().all()
     assert (deployed["n_references"] == 2).all() and (deployed["leak_source"] == "loss,cal,lira").all()
