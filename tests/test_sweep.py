@@ -51,7 +51,7 @@ def ensure_ray():
 def test_dry_run_prints_plan_and_writes_nothing(tmp_path, capsys):
     assert pareto.main(["--dry-run", "--storage", str(tmp_path), "--num-samples", "akd=2,gauss=1"]) == 0
     out = capsys.readouterr().out
-    for word in ("stage 1 'teacher'", "akd-seed0: 2 trial(s)", "distill_lambda in [1, 1000] (log)",
+    for word in ("stage 0 'reference': 2 reference model(s) per seed", "minimise leak & nkid", "stage 1 'teacher'", "akd-seed0: 2 trial(s)", "distill_lambda in [1, 1000] (log)",
                  "proxy_size in [25, 400]", "dpsgd-seed0", "gauss-seed0: 1 trial(s)", "optuna.db"):
         assert word in out
     assert not any(tmp_path.iterdir())
@@ -67,6 +67,7 @@ def _exit_code(argv: list[str]) -> int:
 @pytest.mark.parametrize("argv", [
     ["--set", "nope=1"], ["--set", "epochs=abc"], ["--defenses", "akd,foo"], ["--num-samples", "akd=x"],
     ["--seeds", "0"], ["--preset", "nope"], ["--set", "method=akd"], ["--cpus-per-trial", "0"],
+    ["--references", "1"], ["--set", "reference_checkpoints=a,b"], ["--set", "data_seed=-5"],
 ])
 def test_bad_flags_exit_2_and_write_nothing(tmp_path, argv):
     assert _exit_code([*argv, "--storage", str(tmp_path)]) == 2
