@@ -48,7 +48,7 @@ class RunConfig:
     n_train: int = 200  # 0 = every file of the folder (aligned)
     proxy_pool_size: int = 400
     proxy_size: int = 100  # seeded subset of the pool the student sees
-    n_test: int = 500  # the attack's non-members: >= 500 so TPR at 1 % FPR rests on 5 false positives
+    n_test: int = 1000  # the attack's non-members: 1,000 so TPR at 1 % FPR rests on 10 false positives
     reference_pool_size: int = 0  # synthetic `reference` role images reference models draw from; 0 = 2 x n_train
 
     # --- models -----------------------------------------------------------------------
