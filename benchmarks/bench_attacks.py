@@ -61,10 +61,9 @@ def done(out: Path) -> set[tuple[str, int]]:
     return {(r["kind"], r["seed"]) for r in map(json.loads, path.read_text().splitlines())} if path.exists() else set()
 
 
-def seed_stage(out: Path, seed: int, k: int) -> None:
-    """K + 1 references, the teacher (references 1..K) and the control (reference 0 as the target)."""
+def seed_stage(out: Path, seed: int, k: int, teacher: bool = True) -> None:
+    """K + 1 references, the control (reference 0 as the target) and the teacher (references 1..K)."""
     base = make_config("cpu-small", {"seed": seed, "device": "cpu"})
-    finished = done(out)
     refs = []
     for i in range(k + 1):
         path = out / f"seed{seed}" / f"ref{i}"
@@ -73,15 +72,15 @@ def seed_stage(out: Path, seed: int, k: int) -> None:
             row = run(reference_config(base, i), path)
             record(out, f"reference{i}", seed, row, time.perf_counter() - t0)
         refs.append(str(path))
-    teacher = out / f"seed{seed}" / "teacher"
-    if not (teacher / "row.json").exists():
-        t0 = time.perf_counter()
-        row = run(base.replace(reference_checkpoints=",".join(refs[1:])), teacher)
-        record(out, "teacher", seed, row, time.perf_counter() - t0)
-    if ("control", seed) not in finished:
+    if ("control", seed) not in done(out):
         t0 = time.perf_counter()
         rec = audit_checkpoint(refs[0], out / f"seed{seed}" / "control", reference_runs=refs[1:])
         record(out, "control", seed, rec, time.perf_counter() - t0)
+    path = out / f"seed{seed}" / "teacher"
+    if teacher and not (path / "row.json").exists():
+        t0 = time.perf_counter()
+        row = run(base.replace(reference_checkpoints=",".join(refs[1:])), path)
+        record(out, "teacher", seed, row, time.perf_counter() - t0)
 
 
 def headline_stage(out: Path, seed: int, k: int) -> None:
@@ -116,6 +115,7 @@ def main() -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--references", type=int, default=2, help="K reference models per seed (plus one held out)")
     p.add_argument("--headline", action="store_true", help="also AKD, DMP, DP-SGD and Gauss per seed")
+    p.add_argument("--controls-first", action="store_true", help="references and controls of all seeds first")
     p.add_argument("--report", action="store_true", help="only print the tables of OUT/results.jsonl")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 wastes least on a shared machine)")
     args = p.parse_args()
@@ -123,6 +123,8 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if not args.report:
+        for seed in args.seeds:  # --controls-first: every seed's references and control before any teacher
+            seed_stage(out, seed, args.references, teacher=not args.controls_first)
         for seed in args.seeds:
             seed_stage(out, seed, args.references)
         if args.headline:
