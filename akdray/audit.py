@@ -1,80 +1,129 @@
-"""Audit a deployed generator on the owner's data: the attack suite, NKID, and the AUC's bootstrap CI.
+"""``akdray audit``: the whole attack suite (loss, cal, lira) on an existing generator.
 
-:func:`audit_model` is the one entry point: today it runs the loss attack of :mod:`akdray.attack`
-through :func:`akdray.evaluate.evaluate` (members = ``train/``, non-members = ``test/``); a stronger
-(calibrated) attack plugs in here without touching ``protect``. Every AUC comes with a stratified
-bootstrap 95 % interval and the number of images it rests on. Leakage is ``|AUC - 0.5|``: an AUC
-below 0.5 means the attacker should flip its score, not that the model is more private.
+    akdray audit --checkpoint RUN_OR_PT [--data DIR] [--references N | --reference-runs DIR ...] --out DIR
+
+Members are the training pairs of the data (the checkpoint's own data, or the aligned folder
+``--data``), non-members its test pairs. Reference models come from existing ``reference`` runs
+(``--reference-runs``) or are trained here by the target's recipe (``--references N``, N >= 2 for
+LiRA; 0 = the loss attack only). Writes ``audit.json`` (every attack's AUC with its 95 % CI, TPR at
+1 % / 0.1 % FPR - null where there are too few non-members - and ``leak``), ``scores.parquet``
+(per image and attack) and ``roc.png`` (log-log ROC, one curve per attack).
+
+Control: a held-out reference run given as ``--checkpoint`` never saw the audited members, so its
+cal and lira AUCs should have CIs containing 0.5.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Sequence
 
-import numpy as np
 import pandas as pd
-import torch
-from sklearn.metrics import roc_auc_score, roc_curve
 
-from akdray.config import RunConfig
-from akdray.data.splits import Splits
-from akdray.evaluate import Serve, evaluate
+from akdray.attacks.metrics import log_roc
+from akdray.attacks.references import load_references, load_target, serve_generator
+from akdray.attacks.scores import LIRA_MIN_REFERENCES
+from akdray.attacks.suite import audit_sample
+from akdray.config import ConfigError, RunConfig
+from akdray.data.aligned import DataError, list_images, read_rgb
+from akdray.data.splits import load_splits
+from akdray.evaluate import audit
+from akdray.schema import ATTACKS, AUDIT_FILE, ROC_FILE, SCORES_FILE
+from akdray.train import resolve_device
 
-N_BOOTSTRAP = 2000
-ATTACK = "mia"  # the loss attack (Eq. 3); the scores frame names it
-
-
-def bootstrap_auc_ci(member_scores: np.ndarray, nonmember_scores: np.ndarray, *, n_resamples: int = N_BOOTSTRAP,
-                     seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile CI of the AUC, resampling members and non-members separately (seeded)."""
-    members, nonmembers = np.asarray(member_scores, float), np.asarray(nonmember_scores, float)
-    rng = np.random.default_rng(seed)
-    labels = np.r_[np.ones(len(members)), np.zeros(len(nonmembers))]
-    aucs = np.empty(n_resamples)
-    for i in range(n_resamples):
-        m = members[rng.integers(0, len(members), len(members))]
-        n = nonmembers[rng.integers(0, len(nonmembers), len(nonmembers))]
-        aucs[i] = roc_auc_score(labels, np.r_[m, n])
-    tail = (1.0 - level) / 2.0 * 100.0
-    lo, hi = np.percentile(aucs, [tail, 100.0 - tail])
-    return float(lo), float(hi)
+REFERENCE_SEED_BASE = 10_000  # reference k of run seed s trains with seed 10_000 * (k + 1) + s
 
 
-def attack_summary(scores: pd.DataFrame, seed: int) -> dict:
-    """AUC, its CI, leakage |AUC - 0.5| and whether the CI contains chance, from per-image scores."""
-    s = scores[scores["attack"] == ATTACK]
-    member = s["is_member"].astype(bool).to_numpy()
-    score = s["score"].to_numpy(float)
-    auc = float(roc_auc_score(member, score))
-    lo, hi = bootstrap_auc_ci(score[member], score[~member], seed=seed)
-    return {"mia_auc": auc, "mia_auc_ci_low": lo, "mia_auc_ci_high": hi, "leakage": abs(auc - 0.5),
-            "ci_contains_chance": bool(lo <= 0.5 <= hi), "n_members": int(member.sum()),
-            "n_nonmembers": int((~member).sum()), "n_bootstrap": N_BOOTSTRAP}
+def reference_seed(seed: int, index: int) -> int:
+    """The training seed of reference model ``index`` for run seed ``seed`` (never a run seed < 10,000)."""
+    return REFERENCE_SEED_BASE * (index + 1) + seed
 
 
-def audit_model(serve: Serve, audit: Splits, cfg: RunConfig, device: torch.device) -> tuple[dict, pd.DataFrame]:
-    """Every privacy and quality number of one deployed model; returns (metrics, per-image scores)."""
-    metrics, scores = evaluate(serve, audit, cfg, proxy_leakage=False, device=device)
-    metrics.update(attack_summary(scores, cfg.seed))
-    return metrics, scores
+def reference_config(cfg: RunConfig, index: int) -> RunConfig:
+    """Reference model ``index`` of ``cfg``'s data draw: the teacher's recipe on the reference pool."""
+    return cfg.replace(method="reference", seed=reference_seed(cfg.seed, index), data_seed=cfg.resolved_data_seed,
+                       teacher_checkpoint="", reference_checkpoints="")
 
 
-def roc_plot(scores: dict[str, pd.DataFrame], path: Path, title: str) -> Path:
-    """ROC curves of the audited models on log-log axes (rates floored at half a step)."""
+def audit_data_config(target_cfg: RunConfig, data: str | None) -> RunConfig:
+    """The data the audit reads: the target's own, or the aligned folder ``data`` (same image size)."""
+    cfg = target_cfg.replace(method="teacher", teacher_checkpoint="", reference_checkpoints="")
+    if not data:
+        return cfg
+    cfg = cfg.replace(data_source="aligned", data_root=str(data))
+    first = list_images(Path(data) / cfg.train_split)[0]
+    width, height = read_rgb(first).size
+    if (width // 2, height) != (cfg.image_size, cfg.image_size):
+        raise DataError(f"data folder {data} holds {width // 2}x{height} image pairs ({first.name}), but the "
+                        f"checkpoint's generator takes {cfg.image_size}x{cfg.image_size}")
+    return cfg
+
+
+def train_references(cfg: RunConfig, n: int, out: Path) -> list[str]:
+    """Train ``n`` reference runs into ``out/references/ref<k>`` (no KID); returns their folders."""
+    from akdray.run import run
+
+    paths = []
+    for k in range(n):
+        path = out / "references" / f"ref{k}"
+        row = run(reference_config(cfg, k), path)
+        if row["status"] != "ok":
+            raise RuntimeError(f"reference model {k} failed: {row['error']}")
+        paths.append(str(path))
+    return paths
+
+
+def check_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"--out {out} must be a new or empty folder")
+
+
+def audit_checkpoint(checkpoint: str, out: str | Path, *, data: str | None = None, references: int = 0,
+                     reference_runs: Sequence[str] = ()) -> dict:
+    """Everything ``akdray audit`` does; returns the audit record (also written as ``audit.json``)."""
+    out = Path(out)
+    check_out(out)
+    if references and reference_runs:
+        raise ConfigError("give either --references N or --reference-runs, not both")
+    n_refs = len(reference_runs) or references
+    if n_refs and n_refs < LIRA_MIN_REFERENCES:
+        raise ConfigError(f"LiRA needs at least {LIRA_MIN_REFERENCES} reference models, got {n_refs} (or give 0)")
+    if references < 0:
+        raise ConfigError("--references must be >= 0")
+    G, target_cfg = load_target(checkpoint)
+    cfg = audit_data_config(target_cfg, data)
+    loaded = load_references(cfg, list(reference_runs))  # checked before anything is trained
+    splits = load_splits(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = list(reference_runs) or train_references(cfg, references, out)
+    loaded = loaded or load_references(cfg, paths)
+    device = resolve_device(cfg)
+    members_idx, nonmembers_idx = audit_sample(len(splits.train), len(splits.test), cfg.attack_n_per_side, cfg.seed)
+    row, scores, _ = audit(serve_generator(G, cfg, device), [serve_generator(R, cfg, device) for R, _ in loaded],
+                           splits.train.subset(members_idx), splits.test.subset(nonmembers_idx), cfg)
+    record = {"checkpoint": str(checkpoint), "target_method": target_cfg.method, "data": data or splits.key,
+              "references": paths, "inference_mode": cfg.inference_mode, **row}
+    (out / AUDIT_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    scores.to_parquet(out / SCORES_FILE, index=False)
+    roc_png(scores, out / ROC_FILE, f"audit of {Path(str(checkpoint)).name} ({target_cfg.method})")
+    return record
+
+
+def roc_png(scores: pd.DataFrame, path: Path, title: str) -> Path:
+    """Log-log ROC of every attack in ``scores`` (one curve each, AUC in the legend)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_auc_score
 
-    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    fig, ax = plt.subplots(figsize=(5.2, 4.8))
     floor = 1.0
-    for (name, frame), color in zip(scores.items(), ("black", "tab:red", "tab:blue")):
-        s = frame[frame["attack"] == ATTACK]
-        member = s["is_member"].astype(bool).to_numpy()
-        fpr, tpr, _ = roc_curve(member, s["score"].to_numpy(float))
-        low = 0.5 / max(member.sum(), (~member).sum())
+    for attack in [a for a in ATTACKS if a in set(scores["attack"])]:
+        s = scores[scores["attack"] == attack]
+        fpr, tpr, low = log_roc(s["is_member"].to_numpy(bool), s["score"].to_numpy(float))
         floor = min(floor, low)
-        auc = roc_auc_score(member, s["score"].to_numpy(float))
-        ax.plot(np.maximum(fpr, low), np.maximum(tpr, low), color=color, lw=1.5, label=f"{name} (AUC {auc:.3f})")
+        ax.plot(fpr, tpr, lw=1.5, label=f"{attack} (AUC {roc_auc_score(s['is_member'], s['score']):.3f})")
     ax.plot([floor, 1], [floor, 1], color="grey", ls=":", lw=1, label="chance")
     ax.set(xscale="log", yscale="log", xlim=(floor, 1), ylim=(floor, 1.05), xlabel="false positive rate",
            ylabel="true positive rate", title=title)
@@ -83,3 +132,20 @@ def roc_plot(scores: dict[str, pd.DataFrame], path: Path, title: str) -> Path:
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def summary_lines(record: dict) -> list[str]:
+    """One line per attack: AUC [95 % CI], TPR at 1 % / 0.1 % FPR (— when null)."""
+    fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
+    lines = [f"  {'attack':<6} {'AUC':>6} {'95% CI':>15} {'TPR@1%':>7} {'TPR@0.1%':>8}"]
+    for a in ATTACKS:
+        if record.get(f"{a}_auc") is None:
+            continue
+        lines.append(f"  {a:<6} {record[f'{a}_auc']:6.3f} [{record[f'{a}_auc_lo']:.3f}, {record[f'{a}_auc_hi']:.3f}] "
+                     f"{fmt(record[f'{a}_tpr_at_1pct_fpr']):>7} {fmt(record[f'{a}_tpr_at_0p1pct_fpr']):>8}")
+    lines.append(f"  leak {fmt(record.get('leak'))} over {record.get('leak_source')}; "
+                 f"{int(record['attack_n_members'])} members, {int(record['attack_n_nonmembers'])} non-members, "
+                 f"{int(record['n_references'])} reference models")
+    return lines
+
+

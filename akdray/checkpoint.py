@@ -77,10 +77,15 @@ def load_generator(path: str | Path, *, image_size: int | None = None, use_dropo
     return LoadedGenerator(generator, cfg, "akdray", file)
 
 
+def data_identity(cfg: RunConfig, name: str):
+    """A data-identity field's effective value: ``data_seed`` resolved (-1 follows ``seed``)."""
+    return cfg.resolved_data_seed if name == "data_seed" else getattr(cfg, name)
+
+
 def check_teacher_compatible(cfg: RunConfig, teacher_cfg: RunConfig, file: str) -> None:
     """The teacher must have been trained on this run's private data at this image size."""
     for name in DATA_IDENTITY_FIELDS:
-        mine, theirs = getattr(cfg, name), getattr(teacher_cfg, name)
+        mine, theirs = data_identity(cfg, name), data_identity(teacher_cfg, name)
         if mine != theirs:
             raise ConfigError(f"teacher checkpoint {file}: field {name!r} is {theirs!r} in the teacher "
                               f"but {mine!r} in this run (the teacher must match this run's data and image size)")

@@ -1,4 +1,4 @@
-"""Command line: ``akdray run | export | translate | protect | kid | fields``.
+"""Command line: ``akdray run | audit | protect | translate | export | kid | fields``.
 
 Exit codes: 0 success, 1 the run itself failed (e.g. diverged; its row says why), 2 bad input
 (unknown preset or field, bad value, broken data, missing teacher) - reported before any work.
@@ -16,8 +16,9 @@ from akdray.data.aligned import DataError
 from akdray.inputs import LAYOUTS
 
 SUMMARY_KEYS = (
-    ("method", "method"), ("inference_mode", "inference mode"), ("mia_auc", "attack AUCROC"),
-    ("mia_tpr_at_1pct_fpr", "TPR @ 1% FPR"), ("mia_tpr_at_0p1pct_fpr", "TPR @ 0.1% FPR"),
+    ("method", "method"), ("inference_mode", "inference mode"), ("leak", "leak (0.5 = none)"),
+    ("loss_auc", "loss attack AUCROC"), ("cal_auc", "cal attack AUCROC"), ("lira_auc", "lira attack AUCROC"),
+    ("lira_tpr_at_1pct_fpr", "lira TPR @ 1% FPR"), ("loss_tpr_at_1pct_fpr", "loss TPR @ 1% FPR"),
     ("proxy_mia_auc", "proxy-leakage AUCROC"), ("test_l1", "test L1"), ("kid", "KID"), ("nkid", "NKID"),
     ("kid_subset_size_used", "KID subset size"), ("gen_gap", "generalization gap"),
     ("dp_epsilon", "DP epsilon"), ("status", "status"), ("wall_s", "wall time [s]"),
@@ -69,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                     help="override a RunConfig field (repeatable); the architecture defaults to the teacher's")
     pr.add_argument("--layout", choices=LAYOUTS, default="auto", help="of the proxy folder")
+    audit = sub.add_parser("audit", help="loss, cal and lira attacks on a trained generator; writes OUT/audit.json")
+    audit.add_argument("--checkpoint", required=True, help="run folder or checkpoint.pt of the model to audit")
+    audit.add_argument("--data", default=None, help="aligned A|B folder (train/ = members, test/ = non-members); "
+                       "default: the checkpoint's own data")
+    refs = audit.add_mutually_exclusive_group()
+    refs.add_argument("--references", type=int, default=0, help="train N reference models here (N >= 2; 0 = loss only)")
+    refs.add_argument("--reference-runs", nargs="+", default=[], metavar="DIR", help="existing reference run folders")
+    audit.add_argument("--out", required=True, help="output folder (must be new or empty)")
     kid = sub.add_parser("kid", help="KID between two image folders, as JSON (akdray kid --help)", add_help=False)
     kid.add_argument("kid_args", nargs=argparse.REMAINDER)
     sub.add_parser("fields", help="list RunConfig fields, types and defaults")
@@ -140,6 +149,15 @@ def cmd_protect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from akdray.audit import audit_checkpoint, summary_lines
+
+    record = audit_checkpoint(args.checkpoint, args.out, data=args.data, references=args.references,
+                              reference_runs=args.reference_runs)
+    print("\n".join([f"akdray audit -> {args.out}", *summary_lines(record)]))
+    return 0
+
+
 def cmd_fields(_: argparse.Namespace) -> int:
     for f in fields(RunConfig):
         print(f"{f.name:<24} {FIELD_TYPES[f.name].__name__:<6} {f.default!r}")
@@ -153,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return main_kid(argv[1:])
     args = build_parser().parse_args(argv)
-    handler = {"run": cmd_run, "export": cmd_export, "translate": cmd_translate, "protect": cmd_protect,
-               "fields": cmd_fields}[args.command]
+    handler = {"run": cmd_run, "audit": cmd_audit, "export": cmd_export, "translate": cmd_translate,
+               "protect": cmd_protect, "fields": cmd_fields}[args.command]
     try:
         return handler(args)
     except (ConfigError, DataError, FileNotFoundError) as exc:

@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-METHODS = ("teacher", "akd", "dmp", "dpsgd", "gauss")
+METHODS = ("teacher", "akd", "dmp", "dpsgd", "gauss", "reference")
+DEPLOYED_METHODS = METHODS[:5]  # the methods whose models are deployed and judged (not the reference models)
 DISTILLATION_METHODS = ("akd", "dmp")
 METHODS_NEEDING_TEACHER = ("akd", "dmp", "gauss")
 DATA_SOURCES = ("synthetic", "aligned")
@@ -45,13 +46,14 @@ class RunConfig:
     train_split: str = "train"  # aligned folder names for each role
     proxy_split: str = "val"
     test_split: str = "test"  # == proxy_split: that folder is cut in halves (Cityscapes)
-    data_seed: int = 1234  # synthetic generation seed; fixed across run seeds
+    data_seed: int = -1  # synthetic generation seed; -1 = follow `seed` (each run seed is its own draw)
     synthetic_style: str = "textured"  # textured (bricks, glare, planks: GAN vs L1 visible) | flat (akdray <= 0.1)
     image_size: int = 32
     n_train: int = 200  # 0 = every file of the folder (aligned)
     proxy_pool_size: int = 400
     proxy_size: int = 100  # seeded subset of the pool the student sees
-    n_test: int = 100
+    n_test: int = 1000  # the attack's non-members: 1,000 so TPR at 1 % FPR rests on 10 false positives
+    reference_pool_size: int = 0  # synthetic `reference` role images reference models draw from; 0 = 2 x n_train
 
     # --- models -----------------------------------------------------------------------
     ngf: int = 16  # generator width (the student's, for distillation methods)
@@ -75,7 +77,9 @@ class RunConfig:
 
     # --- evaluation ---------------------------------------------------------------------
     inference_mode: str = "eval"  # mode of the deployed generator during evaluation
-    attack_n_per_side: int = 0  # members = non-members = this many; 0 = min(n_train, n_test)
+    attack_n_per_side: int = 0  # members = non-members = this many; 0 = every training pair and every test pair
+    reference_checkpoints: str = ""  # comma-separated reference run folders / URIs (calibrated attacks cal, lira)
+    attack_bootstrap: int = 1000  # bootstrap resamples of each attack's AUC confidence interval
     kid_subset_size: int = 50
     kid_subsets: int = 100
     kid_max_images: int = 100  # images per KID set (outputs, real) for speed; 0 = all
@@ -114,8 +118,17 @@ class RunConfig:
         return self.unet_depth or int(round(math.log2(self.image_size)))
 
     @property
-    def resolved_attack_n(self) -> int:
-        return self.attack_n_per_side or min(self.n_train, self.n_test)
+    def resolved_data_seed(self) -> int:
+        """The synthetic draw: ``data_seed``, or ``seed`` when it is -1 (the default)."""
+        return self.seed if self.data_seed == -1 else self.data_seed
+
+    @property
+    def resolved_reference_pool(self) -> int:
+        return self.reference_pool_size or 2 * self.n_train
+
+    @property
+    def reference_list(self) -> list[str]:
+        return [p.strip() for p in self.reference_checkpoints.split(",") if p.strip()]
 
 
 _TYPE_NAMES = {"str": str, "int": int, "float": float, "bool": bool}
@@ -160,9 +173,10 @@ def _check_values(cfg: RunConfig) -> None:
         raise ConfigError(f"field 'preset': unknown preset {cfg.preset!r}; known: {', '.join(PRESETS)}")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
         raise ConfigError(f"field 'device': {cfg.device!r} is not auto, cpu, cuda or cuda:N")
-    for name in ("seed", "data_seed"):
-        if not 0 <= getattr(cfg, name) <= MAX_SEED:
-            raise ConfigError(f"field {name!r} must be in 0..{MAX_SEED}, got {getattr(cfg, name)}")
+    if not 0 <= cfg.seed <= MAX_SEED:
+        raise ConfigError(f"field 'seed' must be in 0..{MAX_SEED}, got {cfg.seed}")
+    if not -1 <= cfg.data_seed <= MAX_SEED:
+        raise ConfigError(f"field 'data_seed' must be in 0..{MAX_SEED}, or -1 to follow 'seed'; got {cfg.data_seed}")
     size = cfg.image_size
     if size < 16 or size & (size - 1):
         raise ConfigError(f"field 'image_size' must be a power of two >= 16, got {size}")
@@ -179,6 +193,16 @@ def _check_values(cfg: RunConfig) -> None:
     for name in ("beta1", "beta2"):
         if not 0.0 <= getattr(cfg, name) < 1.0:
             raise ConfigError(f"field {name!r} must be in [0, 1), got {getattr(cfg, name)}")
+    _positive(cfg, "reference_pool_size", allow_zero=True)
+    if cfg.attack_bootstrap < 1000:
+        raise ConfigError(f"field 'attack_bootstrap' must be at least 1000 resamples, got {cfg.attack_bootstrap}")
+    n_refs = len(cfg.reference_list)
+    if n_refs == 1:
+        raise ConfigError("field 'reference_checkpoints' names 1 reference model; LiRA needs at least 2 (or give none)")
+    if n_refs and cfg.method == "reference":
+        raise ConfigError("field 'reference_checkpoints' must be empty for a 'reference' run")
+    if cfg.method == "reference" and cfg.data_source == "synthetic" and cfg.resolved_reference_pool < cfg.n_train:
+        raise ConfigError(f"field 'reference_pool_size' ({cfg.resolved_reference_pool}) is smaller than 'n_train' ({cfg.n_train})")
     if cfg.dp_delta >= 1.0:
         raise ConfigError(f"field 'dp_delta' must be < 1, got {cfg.dp_delta}")
     if cfg.data_source == "synthetic":
@@ -196,7 +220,7 @@ def _check_values(cfg: RunConfig) -> None:
         raise ConfigError("field 'proxy_size' must be positive for distillation methods")
     if cfg.method in METHODS_NEEDING_TEACHER and not cfg.teacher_checkpoint:
         raise ConfigError(f"method {cfg.method!r} needs a trained teacher: set 'teacher_checkpoint' (CLI: --teacher RUN_DIR)")
-    if cfg.epochs + cfg.epochs_decay == 0 and cfg.method in ("teacher", "dpsgd"):
+    if cfg.epochs + cfg.epochs_decay == 0 and cfg.method in ("teacher", "dpsgd", "reference"):
         raise ConfigError("fields 'epochs' + 'epochs_decay' must be positive")
     if cfg.distill_epochs + cfg.distill_epochs_decay == 0 and cfg.method in DISTILLATION_METHODS:
         raise ConfigError("fields 'distill_epochs' + 'distill_epochs_decay' must be positive")

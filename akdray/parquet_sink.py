@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from ray.tune import Callback
 
 from akdray.config import FIELD_TYPES
-from akdray.schema import INFO_KEYS, METRIC_KEYS, SAMPLES_FILE, SCORES_FILE
+from akdray.schema import INFO_KEYS, METRIC_KEYS, SAMPLES_FILE, SCORES_FILE, TEXT_METRIC_KEYS
 from akdray.storage import exists, join, read_bytes, resolve, write_bytes
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ _INFO_FLOATS = {"wall_s", "train_s", "eval_s"}
 
 def _result_schema() -> pa.Schema:
     cols: dict[str, pa.DataType] = {n: _ARROW[t] for n, t in FIELD_TYPES.items() if n != PARTITION}
-    cols.update({k: pa.float64() for k in METRIC_KEYS})
+    cols.update({k: pa.string() if k in TEXT_METRIC_KEYS else pa.float64() for k in METRIC_KEYS})
     cols.update({k: pa.float64() if k in _INFO_FLOATS else pa.string() for k in INFO_KEYS})
     cols.update(SWEEP_COLUMNS)
     return pa.schema(list(cols.items()))

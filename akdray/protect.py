@@ -6,7 +6,7 @@ of an aligned proxy folder only the input halves are kept) by the same :func:`fi
 ``akdray run --method akd``, with the teacher's architecture unless ``--set`` says otherwise. The
 student is written in both formats (``checkpoint.pt`` and ``pix2pix/latest_net_G.pth``). With the
 owner's aligned data (``train/`` = members, ``test/`` = non-members) teacher and student are audited
-by :func:`akdray.audit.audit_model`; without it nothing is measured, and the output says so.
+by :func:`akdray.protect_audit.audit_model`; without it nothing is measured, and the output says so.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 import akdray
-from akdray.audit import audit_model, roc_plot
+from akdray.protect_audit import audit_model, roc_plot
 from akdray.checkpoint import CHECKPOINT_NAME, LoadedGenerator, load_generator, save_generator
 from akdray.config import FIELD_TYPES, RunConfig, make_config, parse_value
 from akdray.data.aligned import DataError, load_aligned_split
@@ -30,7 +30,7 @@ from akdray.defenses.distill import fit_student, teacher_query
 from akdray.inputs import list_input_files, read_input
 from akdray.outdir import atomic_dir, check_out_dir
 from akdray.pix2pix_format import check_exportable, check_image_size, write_official
-from akdray.run import _serve_generator
+from akdray.attacks.references import serve_generator
 from akdray.schema import CONFIG_FILE
 from akdray.train import resolve_device
 
@@ -121,7 +121,7 @@ def _model_row(metrics: dict) -> dict:
 def _audit_both(job: ProtectJob, student: nn.Module) -> tuple[dict, dict]:
     cfg, device = job.cfg, job.device
     models = {"teacher": job.teacher.generator, "student": student}
-    results = {name: audit_model(_serve_generator(G, cfg, device), job.audit, cfg, device) for name, G in models.items()}
+    results = {name: audit_model(serve_generator(G, cfg, device), job.audit, cfg, device) for name, G in models.items()}
     first = results["teacher"][0]
     audit = {"data": cfg.data_root, "inference_mode": cfg.inference_mode, "attack": "loss (Eq. 3): score = -L1(G(x), y)",
              "n_members": first["n_members"], "n_nonmembers": first["n_nonmembers"], "n_bootstrap": first["n_bootstrap"],

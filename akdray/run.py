@@ -10,7 +10,7 @@ import json
 import math
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,16 +19,17 @@ import torch
 from torch import nn
 
 import akdray
+from akdray.attacks.references import load_references, serve_generator
 from akdray.checkpoint import check_teacher_compatible, load_generator, save_generator
 from akdray.config import DISTILLATION_METHODS, RunConfig
 from akdray.data.splits import Splits, load_splits
 from akdray.defenses.distill import fit_student, teacher_query
 from akdray.defenses.gauss import add_output_noise
 from akdray.evaluate import Serve, evaluate, sample_images
-from akdray.metrics import to_uint8
+from akdray.inception import to_uint8
 from akdray.outdir import atomic_dir, check_out_dir
 from akdray.schema import CONFIG_FILE, INFO_KEYS, METRIC_KEYS, ROW_FILE, SAMPLES_FILE, SCORES_FILE  # noqa: F401
-from akdray.train import TrainingDiverged, existing_device, fit_teacher, generate, resolve_device
+from akdray.train import TrainingDiverged, existing_device, fit_teacher, resolve_device
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Prepared:
     teacher: nn.Module | None
     device: torch.device
     out_dir: Path | None
+    references: list[nn.Module] = field(default_factory=list)  # the K reference generators (cal, lira)
 
 
 def prepare(cfg: RunConfig, out_dir: str | Path | None = None) -> Prepared:
@@ -52,17 +54,14 @@ def prepare(cfg: RunConfig, out_dir: str | Path | None = None) -> Prepared:
         if loaded.format == "akdray":  # an official file carries no data identity to check
             check_teacher_compatible(cfg, loaded.cfg, str(loaded.file))
         teacher = loaded.generator
+    references = [G for G, _ in load_references(cfg)]  # checked against this run's data before training
     splits = load_splits(cfg)
-    return Prepared(cfg, splits, teacher, device, out)
-
-
-def _serve_generator(G: nn.Module, cfg: RunConfig, device: torch.device) -> Serve:
-    return lambda x: to_uint8(generate(G, x, cfg.inference_mode, device=device, batch_size=cfg.eval_batch_size))
+    return Prepared(cfg, splits, teacher, device, out, references)
 
 
 def _serve_gauss(teacher: nn.Module, cfg: RunConfig, device: torch.device) -> Serve:
     noise = torch.Generator().manual_seed(cfg.seed)
-    clean = _serve_generator(teacher, cfg, device)
+    clean = serve_generator(teacher, cfg, device)
     return lambda x: to_uint8(add_output_noise(clean(x).float() / 127.5 - 1.0, cfg.gauss_sigma, noise))
 
 
@@ -71,7 +70,7 @@ def _train(p: Prepared) -> tuple[nn.Module | None, Serve, dict[str, Any], RunCon
     cfg, device = p.cfg, p.device
     extra: dict[str, Any] = {}
     saved_cfg = cfg
-    if cfg.method == "teacher":
+    if cfg.method in ("teacher", "reference"):  # a reference model: the teacher's recipe on its own pairs
         G, history = fit_teacher(cfg, p.splits.train.x, p.splits.train.y, device)
     elif cfg.method in DISTILLATION_METHODS:
         query = teacher_query(p.teacher.to(device), cfg.teacher_inference_mode, cfg.teacher_dropout)
@@ -87,7 +86,7 @@ def _train(p: Prepared) -> tuple[nn.Module | None, Serve, dict[str, Any], RunCon
         return None, _serve_gauss(p.teacher, cfg, device), extra, cfg
     last = history.epochs[-1] if history.epochs else {}
     extra.update(final_loss_G_l1=last.get("loss_G_l1"), final_loss_D=last.get("loss_D"))
-    return G, _serve_generator(G, cfg, device), extra, saved_cfg
+    return G, serve_generator(G, cfg, device), extra, saved_cfg
 
 
 def _clean(value: Any) -> Any:
@@ -111,7 +110,9 @@ def execute(p: Prepared) -> dict[str, Any]:
         G, serve, extra, saved_cfg = _train(p)
         train_s = time.perf_counter() - t0
         metrics.update(extra)
-        evaluated, scores = evaluate(serve, p.splits, cfg, proxy_leakage=cfg.method in DISTILLATION_METHODS, device=p.device)
+        references = [serve_generator(R, cfg, p.device) for R in p.references]
+        evaluated, scores = evaluate(serve, p.splits, cfg, proxy_leakage=cfg.method in DISTILLATION_METHODS,
+                                     references=references, quality_metrics=cfg.method != "reference", device=p.device)
         metrics.update(evaluated)
         samples = sample_images(serve, p.splits.test, cfg.n_sample_images)
         eval_s = time.perf_counter() - t0 - train_s

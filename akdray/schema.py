@@ -1,18 +1,28 @@
 """Names of everything a run writes: row columns and the per-image files (no torch import).
 
-A row is every ``RunConfig`` field plus ``METRIC_KEYS`` (None when the run failed) plus
-``INFO_KEYS``; the analysis reads exactly these names from Parquet.
+A row is every ``RunConfig`` field plus ``METRIC_KEYS`` (None when the run failed or the metric was
+not measured) plus ``INFO_KEYS``; the analysis reads exactly these names from Parquet.
 """
 from __future__ import annotations
 
 ROW_FILE, CONFIG_FILE, SCORES_FILE, SAMPLES_FILE = "row.json", "config.json", "scores.parquet", "samples.parquet"
+AUDIT_FILE, ROC_FILE = "audit.json", "roc.png"
 
+ATTACKS = ("loss", "cal", "lira")  # Eq. 3; difficulty calibration; offline LiRA (akdray.attacks.scores)
+ATTACK_SUFFIXES = ("auc", "auc_lo", "auc_hi", "tpr_at_1pct_fpr", "tpr_at_0p1pct_fpr", "balanced_acc")
+
+
+def attack_columns(prefix: str) -> tuple[str, ...]:
+    """``<prefix>_auc``, its 95 % CI ``_auc_lo`` / ``_auc_hi``, TPR at 1 % / 0.1 % FPR, balanced accuracy."""
+    return tuple(f"{prefix}_{s}" for s in ATTACK_SUFFIXES)
+
+
+TEXT_METRIC_KEYS = ("leak_source",)  # the attacks ``leak`` was taken over, e.g. "loss,cal,lira"
 METRIC_KEYS = (
-    "mia_auc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0p1pct_fpr", "mia_balanced_acc", "mia_n_members",
-    "mia_n_nonmembers", "proxy_mia_auc", "proxy_mia_tpr_at_1pct_fpr", "proxy_mia_tpr_at_0p1pct_fpr",
-    "proxy_mia_balanced_acc", "proxy_mia_n_members", "proxy_mia_n_nonmembers", "train_l1", "test_l1",
-    "kid", "kid_std", "kid_max", "nkid", "kid_subset_size_used", "kid_train", "nkid_train", "gen_gap",
-    "dp_epsilon", "dp_sample_rate", "dp_steps", "final_loss_G_l1", "final_loss_D",
+    *(c for a in ATTACKS for c in attack_columns(a)), "attack_n_members", "attack_n_nonmembers", "n_references",
+    "leak", "leak_source", *attack_columns("proxy_mia"), "proxy_mia_n_members", "proxy_mia_n_nonmembers",
+    "train_l1", "test_l1", "kid", "kid_std", "kid_max", "nkid", "kid_subset_size_used", "kid_train", "nkid_train",
+    "gen_gap", "dp_epsilon", "dp_sample_rate", "dp_steps", "final_loss_G_l1", "final_loss_D",
 )
 INFO_KEYS = ("status", "error", "wall_s", "train_s", "eval_s", "device_used", "started_at", "finished_at",
              "akdray_version", "torch_version", "host")

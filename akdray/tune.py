@@ -41,11 +41,14 @@ from akdray.pareto import pareto_mask
 from akdray.parquet_sink import (
     CONFIRM_KEY, META_KEY, RESULTS, SINK_FAILURES, ParquetSink, read_dataset, split_trial_config,
 )
-from akdray.storage import StorageError, create_exclusive, exists, join, read_bytes, resolve, write_bytes
 from akdray.schema import CONFIG_FILE, METRIC_KEYS, ROW_FILE
+from akdray.storage import StorageError, create_exclusive, exists, join, read_bytes, resolve, write_bytes
+from akdray.sweep_references import (
+    DEFAULT_REFERENCES, found_references, localize_references, reference_items, reference_space,
+)
 
 DEFENSES = ("akd", "dmp", "dpsgd", "gauss")
-OBJECTIVES = ("mia_auc", "nkid")  # both minimised: less leakage, better images
+OBJECTIVES = ("leak", "nkid")  # both minimised: leakage centred on chance (0.5 = none), better images
 MODES = ("min", "min")
 DEFAULT_SAMPLES = {"akd": 6, "dmp": 2, "dpsgd": 2, "gauss": 2}  # cpu-small: about 15 min on 2 cores
 DRIVER_RESOURCES = {"cpu": 0, "memory": 256 * 1024**2}  # the Tune trial only waits on its Train run
@@ -57,7 +60,7 @@ SMOKE_OVERRIDES: dict[str, Any] = dict(
 )
 SMOKE_SAMPLES = {"akd": 1, "dmp": 1, "dpsgd": 1, "gauss": 1}
 SWEEP_FILE, STAGES_DIR, RUNS_DIR, OPTUNA_DB = "sweep.json", "stages", "runs", "optuna.db"
-SUMMARY_KEYS = ("mia_auc", "nkid", "test_l1", "wall_s", "status", "error")
+SUMMARY_KEYS = ("leak", "nkid", "loss_auc", "lira_auc", "wall_s", "status", "error")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -120,6 +123,7 @@ class SweepSpec:
     max_failures: int = 1  # Tune retries of a trial whose driver failed
     train_max_failures: int = 2  # Train retries of a crashed worker
     search_seed: int = 0
+    references: int = DEFAULT_REFERENCES  # reference models per (data set, seed): cal and lira attacks
     verbose: int = 1
     sweep_id: str = ""
 
@@ -173,11 +177,13 @@ class Study:
         return f"{self.defense}-seed{self.seed}"
 
 
-def base_config(spec: SweepSpec, method: str, seed: int, teacher: str = "") -> RunConfig:
+def base_config(spec: SweepSpec, method: str, seed: int, teacher: str = "", references: str = "") -> RunConfig:
     """The fixed part of a trial's config (raises ConfigError naming a bad field)."""
     values = {**spec.overrides, "method": method, "seed": seed}
     if teacher:
         values["teacher_checkpoint"] = teacher
+    if references:
+        values["reference_checkpoints"] = references
     return make_config(spec.preset, values)
 
 
@@ -211,8 +217,11 @@ def validate(spec: SweepSpec) -> list[Study]:
         raise ConfigError("--max-concurrent must be at least 1")
     if spec.max_failures < 0 or spec.train_max_failures < 0:  # Ray reads -1 as "retry forever"
         raise ConfigError(f"--max-failures must be >= 0, got {min(spec.max_failures, spec.train_max_failures)}")
-    if "method" in spec.overrides or "teacher_checkpoint" in spec.overrides:
-        raise ConfigError("--set method=/teacher_checkpoint= is not allowed in a sweep (the stages set them)")
+    if {"method", "teacher_checkpoint", "reference_checkpoints"} & set(spec.overrides):
+        raise ConfigError("--set method=/teacher_checkpoint=/reference_checkpoints= is not allowed in a sweep "
+                          "(the stages set them)")
+    if spec.references == 1 or spec.references < 0:
+        raise ConfigError("--references must be 0 (loss attack only) or at least 2 (LiRA needs 2)")
     for seed in spec.seed_list:
         base_config(spec, "teacher", seed)
     check_sweep_data(base_config(spec, "teacher", spec.seed_list[0]))
@@ -248,6 +257,8 @@ def describe(spec: SweepSpec, plan: list[Study]) -> str:
         f"  per trial: 1 Ray Train worker with {spec.cpus_per_trial:g} CPU, GPU {gpus}; "
         f"max concurrent trials: {spec.max_concurrent or 'auto (cluster CPUs or GPUs / per-trial)'}",
         f"  retries: {spec.train_max_failures} by Ray Train (worker crash), {spec.max_failures} by Tune (trial crash)",
+        f"stage 0 'reference': {spec.references} reference model(s) per seed (teacher recipe, no KID), "
+        f"{spec.references * spec.seeds} trial(s); every later trial runs the loss, cal and lira attacks",
         f"stage 1 'teacher': {spec.seeds} trial(s), seeds {spec.seed_list} "
         f"(epochs={teacher.epochs}+{teacher.epochs_decay}, image_size={teacher.image_size}, n_train={teacher.n_train}; "
         f"without GPUs idle trial slots go to the teachers)",
@@ -256,7 +267,7 @@ def describe(spec: SweepSpec, plan: list[Study]) -> str:
     ]
     for s in plan:
         lines.append(f"  {s.name}: {s.num_samples} trial(s); " + "; ".join(p.describe() for p in s.space))
-    total = spec.seeds + sum(s.num_samples for s in plan)
+    total = spec.seeds * (1 + spec.references) + sum(s.num_samples for s in plan)
     lines.append(f"total: {total} trials; results -> {join(spec.sweep_uri, RESULTS)} (Parquet, method=...)")
     return "\n".join(lines)
 
@@ -270,7 +281,8 @@ def _finalize_row(row: dict[str, Any]) -> dict[str, Any]:
     for key, value in row.items():
         if isinstance(value, float) and math.isnan(value):
             row[key] = None
-    bad = [k for k in OBJECTIVES if not (isinstance(row.get(k), (int, float)) and math.isfinite(row[k]))]
+    needed = ("leak",) if row.get("method") == "reference" else OBJECTIVES  # a reference run has no KID
+    bad = [k for k in needed if not (isinstance(row.get(k), (int, float)) and math.isfinite(row[k]))]
     for key in bad:
         row[key] = None
     if bad and row.get("status") == "ok":
@@ -283,12 +295,12 @@ def failed_row(config: Mapping[str, Any], error: str) -> dict[str, Any]:
     return {**config, **{k: None for k in METRIC_KEYS}, "status": "failed", "error": error}
 
 
-def _rewrite_teacher(out: Path, uri: str) -> None:
-    """The run's config.json names the teacher by its sweep URI, not the worker's temporary copy."""
+def _rewrite_teacher(out: Path, cfg: RunConfig) -> None:
+    """The run's config.json names teacher and references by their sweep URIs, not the worker's copies."""
     path = out / CONFIG_FILE
     if path.is_file():
         data = json.loads(path.read_text())
-        data["teacher_checkpoint"] = uri
+        data.update(teacher_checkpoint=cfg.teacher_checkpoint, reference_checkpoints=cfg.reference_checkpoints)
         path.write_text(json.dumps(data, indent=2) + "\n")
 
 
@@ -306,14 +318,15 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         if cfg.teacher_checkpoint and "://" in cfg.teacher_checkpoint:  # fetch it from the shared storage
             teacher_dir = ray.train.Checkpoint(cfg.teacher_checkpoint).to_directory(os.path.join(tmp, "teacher"))
             local = cfg.replace(teacher_checkpoint=teacher_dir)
+        local = localize_references(local, tmp)
         out = Path(tmp) / "run"
         try:
             row = run(local, out)
         except (ConfigError, DataError) as exc:  # can never succeed: a failed row now, no retries
             out.mkdir()
             row = failed_row(cfg.to_dict(), f"bad input: {exc}")
-        row["teacher_checkpoint"] = cfg.teacher_checkpoint
-        _rewrite_teacher(out, cfg.teacher_checkpoint)
+        row.update(teacher_checkpoint=cfg.teacher_checkpoint, reference_checkpoints=cfg.reference_checkpoints)
+        _rewrite_teacher(out, cfg)
         row = _finalize_row(row)
         (out / ROW_FILE).write_text(json.dumps(row, indent=2) + "\n")
         # Train gets a short summary; the full row travels in the checkpoint (row.json).
@@ -517,18 +530,34 @@ def teacher_cpus(spec: SweepSpec) -> float:
     return max(spec.cpus_per_trial, min(8.0, spec.cpus_per_trial * slots))
 
 
-def run_teacher_stage(spec: SweepSpec, resume: bool) -> dict[int, str]:
-    space = base_config(spec, "teacher", spec.seed_list[0]).to_dict()
-    space["seed"] = tune.grid_search(spec.seed_list) if spec.seeds > 1 else spec.seed_list[0]
-    space[META_KEY] = {**_meta(spec, "teacher", "teacher"), "cpus": teacher_cpus(spec)}
+def seed_references(spec: SweepSpec, seed: int, found: dict[tuple[str, int], list[str]]) -> str:
+    """The reference checkpoints of one seed's data draw, comma-separated ("" without references)."""
+    cfg = base_config(spec, "teacher", seed)
+    return ",".join(found.get((cfg.preset, cfg.resolved_data_seed), []))
+
+
+def run_reference_stage(spec: SweepSpec, resume: bool) -> dict[tuple[str, int], list[str]]:
+    """Stage 0: ``spec.references`` reference models per seed (see :mod:`akdray.sweep_references`)."""
+    items = reference_items([base_config(spec, "teacher", s) for s in spec.seed_list], spec.references)
+    if items:
+        _run_experiment(spec, "reference", reference_space(items, _meta(spec, "reference", "reference")), 1, None,
+                        resume, expected=len(items))
+    return found_references(spec.sweep_uri, spec.sweep_id, "reference")
+
+
+def run_teacher_stage(spec: SweepSpec, resume: bool, refs: dict[tuple[str, int], list[str]] | None = None) -> dict[int, str]:
+    items = [{"pick": None, "cfg": base_config(spec, "teacher", s, references=seed_references(spec, s, refs or {})).to_dict()}
+             for s in spec.seed_list]
+    space = {META_KEY: {**_meta(spec, "teacher", "teacher"), "cpus": teacher_cpus(spec)},
+             CONFIRM_KEY: tune.grid_search(items)}
     _run_experiment(spec, "teacher", space, 1, None, resume, expected=spec.seeds)
     return teachers(spec)
 
 
-def run_search_stage(spec: SweepSpec, study: Study, teacher_uri: str, resume: bool) -> None:
+def run_search_stage(spec: SweepSpec, study: Study, teacher_uri: str, resume: bool, references: str = "") -> None:
     """One multi-objective Optuna search of a defense against one teacher."""
 
-    base = base_config(spec, study.defense, study.seed, teacher=teacher_uri)
+    base = base_config(spec, study.defense, study.seed, teacher=teacher_uri, references=references)
     space = base.to_dict()
     space.update({p.name: p.domain() for p in study.space})
     space[META_KEY] = _meta(spec, "search", study.defense)
@@ -563,11 +592,20 @@ def confirm_teachers(spec: SweepSpec) -> dict[tuple[str, int], str]:
 def run_confirm_stage(spec: SweepSpec, configs: list[tuple[str, dict]], resume: bool = False) -> pd.DataFrame:
     """Re-run picked configurations (``analysis.picks.confirmation_configs``) with several seeds.
 
-    Teachers first (experiment ``confirm-teacher``); then every other pick against the confirmation
+    Reference models of every (preset, seed) first (``confirm-reference``, ``spec.references`` each),
+    then the teachers (experiment ``confirm-teacher``); then every other pick against the confirmation
     teacher of its own preset and seed (``confirm-picks``). Rows: ``stage == "confirm"``, ``pick``.
     """
     spec = auto_resources(spec)
     t0 = time.perf_counter()
+    plain = [from_dict({**c, "method": "teacher", "teacher_checkpoint": "", "reference_checkpoints": ""}) for _, c in configs]
+    items = reference_items(plain, spec.references)
+    if items:
+        _run_experiment(spec, "confirm-reference", reference_space(items, _meta(spec, "confirm-reference", "reference")),
+                        1, None, resume, expected=len(items))
+    refs = found_references(spec.sweep_uri, spec.sweep_id, "confirm-reference")
+    configs = [(label, {**c, "reference_checkpoints": ",".join(refs.get((p.preset, p.resolved_data_seed), []))})
+               for (label, c), p in zip(configs, plain)]
     _run_confirm_experiment(spec, "confirm-teacher", [(l, c) for l, c in configs if c["method"] == "teacher"], resume)
     found = confirm_teachers(spec)
     rest = []
@@ -647,13 +685,14 @@ def run_sweep(spec: SweepSpec, resume: bool = False) -> pd.DataFrame:
     spec = auto_resources(spec if spec.sweep_id else init_sweep(spec, resume))
     plan = validate(spec)
     t0 = time.perf_counter()
-    found = run_teacher_stage(spec, resume)
+    refs = run_reference_stage(spec, resume)
+    found = run_teacher_stage(spec, resume, refs)
     for study in plan:
         teacher = found.get(study.seed)
         if teacher is None:
             print(f"akdray sweep: no successful teacher for seed {study.seed}; skipping {study.name}")
             continue
-        run_search_stage(spec, study, teacher, resume)
+        run_search_stage(spec, study, teacher, resume, seed_references(spec, study.seed, refs))
     print(f"akdray sweep: done in {time.perf_counter() - t0:.0f} s -> {spec.sweep_uri}")
     df = read_dataset(spec.sweep_uri, RESULTS)
     return df[df["sweep_id"] == spec.sweep_id] if not df.empty else df
@@ -665,6 +704,13 @@ def pareto_front(df: pd.DataFrame, x: str = OBJECTIVES[0], y: str = OBJECTIVES[1
     return ok[pareto_mask(ok[x], ok[y])].sort_values([x, y])
 
 
+def _privacy(r) -> str:
+    """leak, then each attack's AUC (loss / cal / lira; "-" where not run)."""
+    aucs = " ".join(f"{a}={v:.3f}" if isinstance(v := getattr(r, f"{a}_auc", None), float) and math.isfinite(v)
+                    else f"{a}=-" for a in ("loss", "cal", "lira"))
+    return f"leak={r.leak:.4f} (AUC {aucs})"
+
+
 def format_front(df: pd.DataFrame) -> str:
     """Per study: the teacher reference and the non-dominated points with their searched fields."""
     if df.empty:
@@ -672,13 +718,13 @@ def format_front(df: pd.DataFrame) -> str:
     lines = []
     teacher = df[(df["stage"] == "teacher") & (df["status"] == "ok")]
     for r in teacher.itertuples():
-        lines.append(f"teacher seed {r.seed}: mia_auc={r.mia_auc:.4f} nkid={r.nkid:.4f}")
+        lines.append(f"teacher seed {r.seed}: {_privacy(r)} nkid={r.nkid:.4f}")
     for (defense, seed), group in df[df["stage"] == "search"].groupby(["study", "seed"], observed=True):
         params = [p.name for p in search_space(str(defense), RunConfig())]
         failed = int((group["status"] != "ok").sum())
         lines.append(f"{defense} seed {seed}: {len(group)} trial(s), {failed} failed; Pareto front:")
         for r in pareto_front(group).itertuples():
             values = ", ".join(f"{p}={getattr(r, p):.4g}" for p in params)
-            lines.append(f"  mia_auc={r.mia_auc:.4f} nkid={r.nkid:.4f}  ({values})")
+            lines.append(f"  {_privacy(r)} nkid={r.nkid:.4f}  ({values})")
     return "\n".join(lines)
 

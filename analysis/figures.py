@@ -1,11 +1,11 @@
 """The paper's figures as PNG (matplotlib, Agg backend), one data set (preset) per call.
 
-* :func:`pareto_figure` - Figs 3/4: every trial in (AUCROC, NKID), each method's Pareto front as a
-  staircase, the picks starred, AKD's NKID bound dashed, the origin marked "ideal" and AUC 0.5
-  marked "chance".
+* :func:`pareto_figure` - Figs 3/4: every trial in (leak, NKID), each method's Pareto front as a
+  staircase, the picks starred, AKD's NKID bound dashed, (0.5, 0) marked "ideal" (leak 0.5 = no
+  measurable leakage).
 * :func:`roc_figure` - ROC curves of the picked models on log-log axes (sklearn ``roc_curve`` on
-  the ``scores`` dataset, attack ``mia``; score = -loss). Rates are floored at half of one
-  step (0.5 / n) so zero rates stay on the log axes.
+  the ``scores`` dataset): the ``lira`` attack where the run has reference models, else ``loss``
+  (Eq. 3). Rates are floored at half of one step (0.5 / n) so zero rates stay on the log axes.
 * :func:`loss_histograms` - Fig 7: reconstruction loss of members vs non-members for the Regular
   (teacher) model and AKD.
 * :func:`sample_grid` - Figs 5/6: input, ground truth, teacher, DP-SGD, DMP, AKD (then Gauss if
@@ -26,8 +26,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
-from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
+from sklearn.metrics import roc_auc_score  # noqa: E402
 
+from akdray.attacks.metrics import log_roc  # noqa: E402
 from analysis.load import METHOD_ORDER  # noqa: E402
 
 COLORS = {"teacher": "black", "akd": "tab:red", "dmp": "tab:blue", "dpsgd": "tab:green", "gauss": "tab:purple"}
@@ -58,22 +59,21 @@ def pareto_figure(trials: pd.DataFrame, front: pd.DataFrame, picks: pd.DataFrame
         mine = trials[trials["method"] == method]
         if mine.empty:
             continue
-        ax.scatter(mine["mia_auc"], mine["nkid"], s=14, alpha=0.35, color=COLORS[method], label=f"{NAMES[method]} trials")
-        line = front[front["method"] == method].sort_values(["mia_auc", "nkid"])
-        ax.step(line["mia_auc"], line["nkid"], where="post", color=COLORS[method], lw=1.6, label=f"{NAMES[method]} front")
+        ax.scatter(mine["leak"], mine["nkid"], s=14, alpha=0.35, color=COLORS[method], label=f"{NAMES[method]} trials")
+        line = front[front["method"] == method].sort_values(["leak", "nkid"])
+        ax.step(line["leak"], line["nkid"], where="post", color=COLORS[method], lw=1.6, label=f"{NAMES[method]} front")
     for (_, method), group in picks.groupby(["trial_id", "method"], sort=False):
-        x, y = float(group["mia_auc"].iloc[0]), float(group["nkid"].iloc[0])
+        x, y = float(group["leak"].iloc[0]), float(group["nkid"].iloc[0])
         ax.scatter([x], [y], marker="*", s=150, color=COLORS.get(method, "grey"), edgecolor="black", linewidths=0.7, zorder=5)
         ax.annotate("+".join(group["pick"]), (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7)
     bound = picks.loc[picks["pick"] == "akd", "target"]
     if len(bound) and np.isfinite(bound.iloc[0]):
         ax.axhline(bound.iloc[0], color=COLORS["akd"], ls="--", lw=0.8, label="AKD NKID bound: teacher × (1 + tol)")
-    ax.scatter([0], [0], marker="*", s=220, color="gold", edgecolor="black", zorder=6)
-    ax.annotate("ideal", (0, 0), xytext=(6, 6), textcoords="offset points", fontsize=9)
-    ax.axvline(0.5, color="grey", ls=":", lw=1, label="chance (AUC 0.5)")
-    ax.set_xlim(-0.03, max(1.0, float(trials["mia_auc"].max()) + 0.03) if len(trials) else 1.0)
+    ax.scatter([0.5], [0], marker="*", s=220, color="gold", edgecolor="black", zorder=6)
+    ax.annotate("ideal (no leakage, perfect images)", (0.5, 0), xytext=(6, 6), textcoords="offset points", fontsize=8)
+    ax.set_xlim(0.48, max(1.0, float(trials["leak"].max()) + 0.02) if len(trials) else 1.0)
     ax.set_ylim(-0.03, max(1.0, float(trials["nkid"].max()) + 0.03) if len(trials) else 1.0)
-    ax.set_xlabel("attack AUCROC (lower = more private)")
+    ax.set_xlabel("leak = max over attacks of max(AUC, 1 - AUC)  (0.5 = no measurable leakage)")
     ax.set_ylabel("NKID (lower = better utility)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -81,10 +81,10 @@ def pareto_figure(trials: pd.DataFrame, front: pd.DataFrame, picks: pd.DataFrame
     return _save(fig, path)
 
 
-def _attack_scores(scores: pd.DataFrame, trial_id: str) -> pd.DataFrame:
+def _attack_scores(scores: pd.DataFrame, trial_id: str, attack: str = "loss") -> pd.DataFrame:
     if scores.empty or "attack" not in scores:
         return scores.iloc[:0]
-    return scores[(scores["trial_id"] == trial_id) & (scores["attack"] == "mia")]
+    return scores[(scores["trial_id"] == trial_id) & (scores["attack"] == attack)]
 
 
 def roc_figure(scores: pd.DataFrame, reps: pd.DataFrame, path: Path, title: str) -> Path | None:
@@ -92,16 +92,18 @@ def roc_figure(scores: pd.DataFrame, reps: pd.DataFrame, path: Path, title: str)
     fig, ax = plt.subplots(figsize=(5.6, 5.0))
     floor, drawn = 1.0, 0
     for _, rep in reps.iterrows():
-        s = _attack_scores(scores, rep["trial_id"])
+        attack = "lira"
+        s = _attack_scores(scores, rep["trial_id"], attack)
+        if s.empty:
+            attack, s = "loss", _attack_scores(scores, rep["trial_id"], "loss")
         member = s["is_member"].astype(bool).to_numpy() if len(s) else np.zeros(0, dtype=bool)
         if member.all() or not member.any():
             continue
-        fpr, tpr, _ = roc_curve(member, s["score"].to_numpy())
-        low = 0.5 / max(member.sum(), (~member).sum())
+        fpr, tpr, low = log_roc(member, s["score"].to_numpy())
         floor = min(floor, low)
         auc = roc_auc_score(member, s["score"].to_numpy())
-        ax.plot(np.maximum(fpr, low), np.maximum(tpr, low), lw=1.5, color=COLORS.get(rep["method"], "grey"),
-                ls="-" if "@privacy" not in rep["label"] else "--", label=f"{rep['label']} (AUC {auc:.3f})")
+        ax.plot(fpr, tpr, lw=1.5, color=COLORS.get(rep["method"], "grey"),
+                ls="-" if "@privacy" not in rep["label"] else "--", label=f"{rep['label']} ({attack} AUC {auc:.3f})")
         drawn += 1
     if not drawn:
         plt.close(fig)

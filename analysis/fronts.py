@@ -1,10 +1,14 @@
-"""Pareto fronts in (attack AUCROC, NKID), both minimised, and their 2-D hypervolume (Figs 3/4).
+"""Pareto fronts in (leak, NKID), both minimised, and their 2-D hypervolume (Figs 3/4).
+
+``leak`` is the privacy axis centred on chance: the largest max(AUC, 1 - AUC) over the row's attacks
+(loss, cal, lira), 0.5 = no measurable leakage; the ideal point is (leak 0.5, NKID 0).
 
 A trial is on its method's front if no other trial of the same method and data set (preset) is
 at least as good in both objectives and better in one; identical points are all kept. The
 hypervolume is the area dominated by the front inside the box bounded by the reference point
-(AUC 1.0, NKID 1.0): an exact sweep over the points sorted by AUC; points at or beyond the
-reference in either objective contribute nothing. Fronts use the ``teacher`` and ``search``
+(leak 1.0, NKID 1.0), so the largest possible hypervolume is 0.5 (a point at the ideal): an exact
+sweep over the points sorted by leak; points at or beyond the reference in either objective
+contribute nothing. Fronts use the ``teacher`` and ``search``
 stages only - ``confirm`` rows repeat picked configurations over seeds and are not new points.
 """
 from __future__ import annotations
@@ -17,7 +21,8 @@ import pandas as pd
 from akdray.pareto import pareto_mask  # noqa: F401  (re-exported for the analysis API)
 from analysis.load import METHOD_ORDER, normalize_results, ok_rows
 
-OBJECTIVES = ("mia_auc", "nkid")
+OBJECTIVES = ("leak", "nkid")
+IDEAL = (0.5, 0.0)
 REFERENCE = (1.0, 1.0)
 
 
@@ -63,5 +68,5 @@ def hypervolume_table(results: pd.DataFrame, reference: tuple[float, float] = RE
                 continue
             front = pareto_front(group)
             records.append(dict(preset=preset, method=method, n_trials=len(group), n_front=len(front),
-                                hypervolume=hypervolume(zip(front["mia_auc"], front["nkid"]), reference)))
+                                hypervolume=hypervolume(zip(front["leak"], front["nkid"]), reference)))
     return pd.DataFrame(records, columns=["preset", "method", "n_trials", "n_front", "hypervolume"])

@@ -15,17 +15,19 @@ import json
 from pathlib import Path
 from urllib.parse import unquote
 
+import numpy as np
 import pandas as pd
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from akdray.config import FIELD_TYPES, METHODS
+from akdray.config import DEPLOYED_METHODS, FIELD_TYPES
+from akdray.schema import ATTACKS, attack_columns
 
 RESULTS, SCORES, SAMPLES, SWEEP_JSON = "results", "scores", "samples", "sweep.json"
-METHOD_ORDER = METHODS  # teacher, akd, dmp, dpsgd, gauss: the order of every table and legend
+METHOD_ORDER = DEPLOYED_METHODS  # teacher, akd, dmp, dpsgd, gauss: the order of every table and legend
 # Metric / info columns this package reads; coerced to float (a failed row's None -> NaN).
 NUMERIC_COLUMNS = (
-    "mia_auc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0p1pct_fpr", "mia_balanced_acc", "proxy_mia_auc",
+    *(c for a in ATTACKS for c in attack_columns(a)), "leak", "n_references", "proxy_mia_auc",
     "train_l1", "test_l1", "kid", "kid_std", "kid_max", "nkid", "kid_train", "nkid_train", "gen_gap",
     "dp_epsilon", "dp_sample_rate", "dp_steps", "wall_s", "train_s", "eval_s",
 )
@@ -108,6 +110,10 @@ def normalize_results(df: pd.DataFrame) -> pd.DataFrame:
     for name, typ in FIELD_TYPES.items():
         if name in out.columns and name != "method":
             out[name] = _cast_field(out[name], typ)
+    if "leak" not in out.columns and "mia_auc" in out.columns:  # a sweep from before the calibrated attacks
+        out["loss_auc"] = pd.to_numeric(out["mia_auc"], errors="coerce")
+        out["leak"] = np.maximum(out["loss_auc"], 1.0 - out["loss_auc"])
+        out["leak_source"] = "loss"
     for name in NUMERIC_COLUMNS:
         if name in out.columns:
             out[name] = pd.to_numeric(out[name], errors="coerce")
@@ -127,8 +133,8 @@ def normalize_results(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows that ran to the end (status ``ok``) with both objectives present."""
-    keep = (df["status"] == "ok") & df["mia_auc"].notna() & df["nkid"].notna()
+    """Rows that ran to the end (status ``ok``) with both objectives (``leak``, ``nkid``) present."""
+    keep = (df["status"] == "ok") & df["leak"].notna() & df["nkid"].notna()
     return df[keep]
 
 

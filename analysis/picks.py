@@ -5,15 +5,17 @@ The pick rule, per data set (``preset``), on ok rows of the ``teacher`` and ``se
 
 1. **teacher** - the teacher row with the lowest ``seed``, then the lowest ``trial_id`` (the
    Regular model of Tables II-IV). ``teacher_nkid`` is the mean NKID of all ok teacher rows.
-2. **akd** - on AKD's Pareto front in (AUCROC, NKID) (:mod:`analysis.fronts`), the point with the
-   lowest ``mia_auc`` whose ``nkid <= teacher_nkid * (1 + tol)`` (``tol`` = 0.5 by default: at
+The privacy measure is ``leak`` (max over the row's attacks of max(AUC, 1 - AUC); 0.5 = none).
+
+2. **akd** - on AKD's Pareto front in (leak, NKID) (:mod:`analysis.fronts`), the point with the
+   lowest ``leak`` whose ``nkid <= teacher_nkid * (1 + tol)`` (``tol`` = 0.5 by default: at
    most 50 % worse utility than the undefended model). Ties: lower ``nkid``, then ``trial_id``.
    If no front point qualifies (or there is no teacher), the front point with the lowest
-   ``nkid`` (ties: lower ``mia_auc``, then ``trial_id``); the ``rule`` column says which applied.
+   ``nkid`` (ties: lower ``leak``, then ``trial_id``); the ``rule`` column says which applied.
 3. For each baseline ``b`` in (dmp, dpsgd, gauss), over all its ok trials (not only its front):
-   **b@utility** - the trial nearest to AKD's pick in NKID (ties: lower ``mia_auc``, then lower
-   ``nkid``, then ``trial_id``); **b@privacy** - nearest in AUCROC (ties: lower ``nkid``, then
-   lower ``mia_auc``, then ``trial_id``). Distances are rounded to 12 decimals before comparing
+   **b@utility** - the trial nearest to AKD's pick in NKID (ties: lower ``leak``, then lower
+   ``nkid``, then ``trial_id``); **b@privacy** - nearest in ``leak`` (ties: lower ``nkid``, then
+   lower ``leak``, then ``trial_id``). Distances are rounded to 12 decimals before comparing
    so floating-point noise cannot break a tie; ``trial_id`` compares as a string.
 
 All functions are pure: DataFrame in, DataFrame / list out.
@@ -32,7 +34,7 @@ from analysis.load import normalize_results
 BASELINES = ("dmp", "dpsgd", "gauss")
 DEFAULT_TOL = 0.5
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
-PICK_COLUMNS = ["preset", "pick", "method", "match", "trial_id", "seed", "mia_auc", "nkid", "target",
+PICK_COLUMNS = ["preset", "pick", "method", "match", "trial_id", "seed", "leak", "nkid", "target",
                 "distance", "rule"]
 TEACHER_PLACEHOLDER = "<teacher of the same seed, filled by the sweep>"
 
@@ -43,7 +45,7 @@ def _first(rows: pd.DataFrame, keys: list[str]) -> pd.Series:
 
 def _record(preset, pick, row, match="", target=np.nan, distance=np.nan, rule="") -> dict[str, Any]:
     return dict(preset=preset, pick=pick, method=row["method"], match=match, trial_id=row["trial_id"],
-                seed=int(row["seed"]), mia_auc=float(row["mia_auc"]), nkid=float(row["nkid"]),
+                seed=int(row["seed"]), leak=float(row["leak"]), nkid=float(row["nkid"]),
                 target=float(target), distance=float(distance), rule=rule)
 
 
@@ -53,9 +55,9 @@ def pick_akd(akd_rows: pd.DataFrame, teacher_nkid: float, tol: float = DEFAULT_T
     bound = teacher_nkid * (1.0 + tol)
     qualifying = front[front["nkid"] <= bound] if np.isfinite(bound) else front.iloc[:0]
     if len(qualifying):
-        return _first(qualifying, ["mia_auc", "nkid", "trial_id"]), f"lowest AUC on front with NKID <= {bound:.4g}"
+        return _first(qualifying, ["leak", "nkid", "trial_id"]), f"lowest leak on front with NKID <= {bound:.4g}"
     why = "no teacher" if not np.isfinite(bound) else f"no front point with NKID <= {bound:.4g}"
-    return _first(front, ["nkid", "mia_auc", "trial_id"]), f"{why}: lowest NKID on front"
+    return _first(front, ["nkid", "leak", "trial_id"]), f"{why}: lowest NKID on front"
 
 
 def nearest(rows: pd.DataFrame, column: str, target: float, ties: list[str]) -> tuple[pd.Series, float]:
@@ -84,12 +86,12 @@ def matched_picks(results: pd.DataFrame, tol: float = DEFAULT_TOL, baselines: It
             cands = here[here["method"] == method]
             if cands.empty:
                 continue
-            row, dist = nearest(cands, "nkid", ref["nkid"], ["mia_auc", "nkid"])
+            row, dist = nearest(cands, "nkid", ref["nkid"], ["leak", "nkid"])
             records.append(_record(preset, f"{method}@utility", row, "utility", ref["nkid"], dist,
-                                   "nearest NKID to AKD; ties: lower AUC, NKID, trial_id"))
-            row, dist = nearest(cands, "mia_auc", ref["mia_auc"], ["nkid", "mia_auc"])
-            records.append(_record(preset, f"{method}@privacy", row, "privacy", ref["mia_auc"], dist,
-                                   "nearest AUC to AKD; ties: lower NKID, AUC, trial_id"))
+                                   "nearest NKID to AKD; ties: lower leak, NKID, trial_id"))
+            row, dist = nearest(cands, "leak", ref["leak"], ["nkid", "leak"])
+            records.append(_record(preset, f"{method}@privacy", row, "privacy", ref["leak"], dist,
+                                   "nearest leak to AKD; ties: lower NKID, leak, trial_id"))
     return pd.DataFrame(records, columns=PICK_COLUMNS)
 
 

@@ -147,14 +147,16 @@ def build_report(sweep_dir: str, out: Path, tol: float = picking.DEFAULT_TOL, se
         doc.table(failed[cols].head(20).fillna("—"), f"Failed trials ({len(failed)}; first 20).")
 
     doc.heading("Pareto fronts and hypervolume (Figs 3/4)")
-    doc.text("Both objectives are minimised: attack AUCROC (mia_auc) and NKID. Hypervolume: exact 2-D area dominated by "
-             "each method's front inside the box bounded by the reference point (AUC 1.0, NKID 1.0); larger is better.")
+    doc.text("Both objectives are minimised: leak = max over the attacks (loss, cal, lira) of max(AUC, 1 - AUC), "
+             "0.5 = no measurable leakage, and NKID; the ideal point is (0.5, 0). Hypervolume: exact 2-D area dominated "
+             "by each method's front inside the box bounded by the reference point (leak 1.0, NKID 1.0); larger is "
+             "better, at most 0.5.")
     doc.table(_fmt(hv), "Hypervolume per method (fronts from teacher and search stages).")
 
     doc.heading("Matched picks")
-    doc.text(f"Rule (tol = {tol}): AKD = the front point with the lowest AUC whose NKID <= teacher mean NKID x (1 + tol), "
+    doc.text(f"Rule (tol = {tol}): AKD = the front point with the lowest leak whose NKID <= teacher mean NKID x (1 + tol), "
              "else the lowest-NKID front point; for each baseline, the trial nearest to AKD in NKID (@utility; ties: "
-             "lower AUC, NKID, trial_id) and in AUC (@privacy; ties: lower NKID, AUC, trial_id). Teacher = lowest seed.")
+             "lower leak, NKID, trial_id) and in leak (@privacy; ties: lower NKID, leak, trial_id). Teacher = lowest seed.")
     doc.table(_fmt(picks), "Picks (target: the NKID bound for akd, AKD's value for the baselines).")
 
     doc.heading("Tables II-IV")

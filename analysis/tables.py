@@ -1,8 +1,11 @@
 """Tables II, III and IV of the paper: mean +- std over seeds per data set and pick.
 
-* **Table II** - privacy and utility: attack AUCROC (``mia_auc``) and NKID (``nkid``), with the
-  DP-SGD budget ``dp_epsilon`` where there is one.
-* **Table III** - attack TPR at low FPR: ``mia_tpr_at_1pct_fpr`` and ``mia_tpr_at_0p1pct_fpr``.
+* **Table II** - privacy and utility: ``leak`` (0.5 = none), the AUC of each attack - ``loss``
+  (Eq. 3), ``cal`` and ``lira`` (calibrated with reference models) - with the per-run 95 % bootstrap
+  CI averaged over seeds in brackets, LiRA's TPR at 1 % FPR, NKID (``nkid``) and the DP-SGD budget
+  ``dp_epsilon`` where there is one.
+* **Table III** - attack TPR at low FPR, loss and lira attacks, at 1 % and 0.1 % FPR (null - shown
+  "—" - where a run had fewer than 10 / FPR non-members).
 * **Table IV** - generalization gap: ``nkid_train``, ``nkid`` (test) and ``gen_gap`` =
   NKID(test) - NKID(train), positive when the model overfits (the paper's sign).
 
@@ -32,10 +35,15 @@ class TableSpec:
 
 
 TABLES = (
-    TableSpec("table2", "Table II", "Privacy (attack AUCROC; 0.5 = chance, lower is more private) and utility "
-              "(NKID; lower is better).", (("mia_auc", "AUCROC"), ("nkid", "NKID"), ("dp_epsilon", "DP ε"))),
-    TableSpec("table3", "Table III", "Attack TPR at low FPR (the reconstruction-loss attack, Eq. 3).",
-              (("mia_tpr_at_1pct_fpr", "TPR @ 1% FPR"), ("mia_tpr_at_0p1pct_fpr", "TPR @ 0.1% FPR"))),
+    TableSpec("table2", "Table II", "Privacy: leak = max over attacks of max(AUC, 1 − AUC) (0.5 = no measurable "
+              "leakage) and each attack's AUCROC (loss = Eq. 3; cal, lira = calibrated with reference models), "
+              "mean ± std over seeds, [the per-run 95 % bootstrap CI, averaged]; utility: NKID (lower is better).",
+              (("leak", "leak"), ("loss_auc", "AUC loss"), ("cal_auc", "AUC cal"), ("lira_auc", "AUC lira"),
+               ("lira_tpr_at_1pct_fpr", "lira TPR @ 1% FPR"), ("nkid", "NKID"), ("dp_epsilon", "DP ε"))),
+    TableSpec("table3", "Table III", "Attack TPR at low FPR, loss (Eq. 3) and lira attacks; — = not measurable "
+              "(fewer than 10 / FPR non-members) or no reference models.",
+              (("loss_tpr_at_1pct_fpr", "loss TPR @ 1% FPR"), ("loss_tpr_at_0p1pct_fpr", "loss TPR @ 0.1% FPR"),
+               ("lira_tpr_at_1pct_fpr", "lira TPR @ 1% FPR"), ("lira_tpr_at_0p1pct_fpr", "lira TPR @ 0.1% FPR"))),
     TableSpec("table4", "Table IV", "Generalization gap: NKID(test) − NKID(train) (positive = overfit).",
               (("nkid_train", "NKID train"), ("nkid", "NKID test"), ("gen_gap", "gap"))),
 )
@@ -86,9 +94,13 @@ def summarize(rows: pd.DataFrame, spec: TableSpec, sources: dict[str, str] | Non
             values = pd.to_numeric(ok[column], errors="coerce") if column in ok else pd.Series(dtype=float)
             record[f"{column}_mean"] = float(values.mean()) if values.notna().any() else np.nan
             record[f"{column}_std"] = float(values.std(ddof=1)) if values.notna().sum() > 1 else np.nan
+            for bound in ("lo", "hi"):  # an AUC's per-run 95 % CI, averaged over the runs
+                if f"{column}_{bound}" in ok:
+                    record[f"{column}_{bound}_mean"] = float(pd.to_numeric(ok[f"{column}_{bound}"], errors="coerce").mean())
         records.append(record)
     columns = ["preset", "pick", "method", "source", "n", "n_failed", "seeds"]
     columns += [f"{c}_{s}" for c, _ in spec.metrics for s in ("mean", "std")]
+    columns += sorted({k for r in records for k in r if k.endswith(("_lo_mean", "_hi_mean"))})
     out = pd.DataFrame(records, columns=columns)
     if out.empty:
         return out
@@ -111,6 +123,9 @@ def display(summary: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
                         "n": [f"{n}" + (f" (+{f} failed)" if f else "") for n, f in zip(summary["n"], summary["n_failed"])]})
     for column, header in spec.metrics:
         out[header] = [mean_std(m, s) for m, s in zip(summary[f"{column}_mean"], summary[f"{column}_std"])]
+        if f"{column}_lo_mean" in summary:
+            out[header] = [cell + (f" [{_number(lo)}, {_number(hi)}]" if np.isfinite(lo) and np.isfinite(hi) else "")
+                           for cell, lo, hi in zip(out[header], summary[f"{column}_lo_mean"], summary[f"{column}_hi_mean"])]
     return out
 
 

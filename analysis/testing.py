@@ -3,7 +3,7 @@
 :func:`row` makes one results row with every ``RunConfig`` field (tiny CPU settings), the metrics
 and the sweep columns; :func:`write_sweep` writes rows as ``SWEEP_DIR/results`` partitioned by
 ``method`` (hive, as the sweep does) plus matching ``scores`` and ``samples`` datasets, in which
-members' losses are lower than non-members' by an amount that grows with the row's ``mia_auc``.
+members' losses are lower than non-members' by an amount that grows with the row's ``loss_auc``.
 """
 from __future__ import annotations
 
@@ -23,21 +23,22 @@ from akdray.config import METHODS_NEEDING_TEACHER, RunConfig
 
 TINY = dict(image_size=16, ngf=8, ndf=8, d_layers=2, n_train=16, proxy_pool_size=12, proxy_size=8, n_test=16,
             epochs=2, distill_epochs=2, kid_subset_size=8, kid_subsets=10, kid_max_images=8)
-METRICS_NONE = ("mia_tpr_at_1pct_fpr", "mia_tpr_at_0p1pct_fpr", "mia_balanced_acc", "proxy_mia_auc", "train_l1",
+METRICS_NONE = ("loss_tpr_at_1pct_fpr", "loss_tpr_at_0p1pct_fpr", "loss_balanced_acc", "proxy_mia_auc", "train_l1",
                 "test_l1", "kid", "nkid_train", "gen_gap", "dp_epsilon")
 
 
-def row(method: str, trial_id: str, mia_auc: float | None, nkid: float | None, *, seed: int = 0,
+def row(method: str, trial_id: str, loss_auc: float | None, nkid: float | None, *, seed: int = 0,
         stage: str | None = None, status: str = "ok", **extra: Any) -> dict[str, Any]:
     """One results row; ``extra`` overrides config fields, metrics or sweep columns."""
     config = {**RunConfig().to_dict(), **TINY, "method": method, "seed": seed}
     if method in METHODS_NEEDING_TEACHER:
         config["teacher_checkpoint"] = f"/sweep/teachers/seed{seed}"
     metrics = {k: None for k in METRICS_NONE}
-    if status == "ok" and mia_auc is not None:
-        metrics.update(mia_tpr_at_1pct_fpr=round(mia_auc - 0.45, 6), mia_tpr_at_0p1pct_fpr=round(mia_auc - 0.48, 6),
+    if status == "ok" and loss_auc is not None:
+        metrics.update(loss_tpr_at_1pct_fpr=round(loss_auc - 0.45, 6), loss_tpr_at_0p1pct_fpr=round(loss_auc - 0.48, 6),
                        nkid_train=round(nkid - 0.05, 6), gen_gap=0.05)
-    out = {**config, "mia_auc": mia_auc, "nkid": nkid, **metrics, "status": status,
+    leak = None if loss_auc is None else max(loss_auc, 1.0 - loss_auc)
+    out = {**config, "loss_auc": loss_auc, "leak": leak, "leak_source": "loss", "nkid": nkid, **metrics, "status": status,
            "error": None if status == "ok" else "diverged: loss is nan", "wall_s": 10.0, "train_s": 8.0,
            "eval_s": 2.0, "device_used": "cpu", "started_at": "2026-01-01T00:00:00+00:00",
            "finished_at": "2026-01-01T00:00:10+00:00", "akdray_version": "0.1.0", "torch_version": "2.9.0",
@@ -70,11 +71,11 @@ def png(seed: int, size: int = 16) -> bytes:
 def scores_for(r: dict[str, Any], n: int = 20) -> pd.DataFrame:
     """Attack scores of one ok row: member losses shifted down by ``(auc - 0.5)``."""
     rng = np.random.default_rng(zlib.crc32(str(r["trial_id"]).encode()))
-    shift = 0.2 * max(float(r["mia_auc"]) - 0.5, 0.0)
+    shift = 0.2 * max(float(r["loss_auc"]) - 0.5, 0.0)
     loss_in, loss_out = rng.normal(0.30 - shift, 0.03, n).clip(0.01), rng.normal(0.30, 0.03, n).clip(0.01)
     loss = np.r_[loss_in, loss_out]
     return pd.DataFrame({"trial_id": r["trial_id"], "sweep_id": r["sweep_id"], "method": r["method"], "seed": r["seed"],
-                         "attack": "mia", "role": ["train"] * n + ["test"] * n,
+                         "attack": "loss", "role": ["train"] * n + ["test"] * n,
                          "name": [f"synthetic/train/{i:05d}" for i in range(n)] + [f"synthetic/test/{i:05d}" for i in range(n)],
                          "is_member": [True] * n + [False] * n, "loss": loss, "score": -loss})
 

@@ -44,7 +44,7 @@ def main() -> None:
         row = run(make_config(args.preset, overrides), out / name)
         setting = ", ".join(f"{k}={v}" for k, v in extra.items()) or "–"
         eps = row["dp_epsilon"]
-        lines.append(f"| {method} | {setting} | {fmt(row['mia_auc'])} | {fmt(row['mia_tpr_at_1pct_fpr'], 2)} | "
+        lines.append(f"| {method} | {setting} | {fmt(row['loss_auc'])} | {fmt(row['loss_tpr_at_1pct_fpr'], 2)} | "
                      f"{fmt(row['proxy_mia_auc'])} | {fmt(row['nkid'])} | {fmt(row['gen_gap'])} | "
                      f"{'–' if eps is None else f'{eps:.1f}'} | {row['wall_s']:.0f} |")
         print(lines[-1], flush=True)

@@ -1,4 +1,4 @@
-"""Pareto sweep: teachers, then one multi-objective Optuna search per defense (AKD, DMP, DP-SGD, Gauss).
+"""Pareto sweep: reference models and teachers, then one multi-objective Optuna search per defense (AKD, DMP, DP-SGD, Gauss).
 
     python sweeps/pareto.py                          # cpu-small end to end on this machine
     python sweeps/pareto.py --dry-run                # print the plan, start nothing
@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo's an
 
 from akdray.config import PRESETS, ConfigError, parse_overrides
 from akdray.storage import StorageError, exists, join, read_bytes
+from akdray.sweep_references import DEFAULT_REFERENCES, SMOKE_REFERENCES
 from akdray.tune import (
     DEFAULT_SAMPLES, DEFENSES, SMOKE_OVERRIDES, SMOKE_SAMPLES, SWEEP_FILE, SweepInterrupted, SweepSpec, describe,
     format_front, init_sweep, optuna_url, run_confirm_stage, run_sweep, validate,
@@ -44,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"Optuna trials per defense and seed: one number, or e.g. akd=6,gauss=2 "
                         f"(default {','.join(f'{k}={v}' for k, v in DEFAULT_SAMPLES.items())})")
     p.add_argument("--seeds", type=int, default=1, help="teacher seeds (one search per defense and seed); default 1")
+    p.add_argument("--references", type=int, default=None,
+                   help=f"reference models per seed for the calibrated attacks cal and lira: 0 (loss attack only) "
+                        f"or >= 2 (default {DEFAULT_REFERENCES}; {SMOKE_REFERENCES} with --smoke-test)")
     p.add_argument("--defenses", default=",".join(DEFENSES), help=f"comma list out of {','.join(DEFENSES)}")
     p.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: what the cluster holds)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
@@ -145,6 +149,8 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, max_failures=args.max_failures,
         verbose=0 if args.quiet else 1,
+        references=args.references if args.references is not None else (
+            SMOKE_REFERENCES if args.smoke_test else DEFAULT_REFERENCES),
     )
 
 

@@ -75,7 +75,20 @@ def test_matched_picks_are_the_ones_the_rule_selects(known):
     }
     assert got.loc["akd", "target"] == pytest.approx(0.375)
     assert got.loc["dpsgd@utility", "distance"] == pytest.approx(0.05)
-    assert "lowest AUC on front" in got.loc["akd", "rule"]
+    assert "lowest leak on front" in got.loc["akd", "rule"]
+
+
+def test_privacy_axis_is_leak_so_an_auc_below_chance_is_not_rewarded():
+    rows = [testing.row("teacher", "t0", 0.9, 0.2), testing.row("akd", "low", 0.30, 0.25),
+            testing.row("akd", "near", 0.55, 0.28)]
+    results = load.normalize_results(pd.DataFrame(rows))
+    assert results.set_index("trial_id").loc["low", "leak"] == pytest.approx(0.70)
+    got = picks.matched_picks(results).set_index("pick")
+    assert got.loc["akd", "trial_id"] == "near"  # AUC 0.30 leaks as much as 0.70
+    front = fronts.fronts(results).query("method == 'akd'")
+    assert front["trial_id"].tolist() == ["near", "low"]  # by leak: (0.55, 0.28), (0.70, 0.25)
+    hv = fronts.hypervolume_table(results).set_index("method").loc["akd", "hypervolume"]
+    assert hv == pytest.approx(0.45 * 0.72 + 0.30 * 0.03)  # reference point (leak 1, NKID 1)
 
 
 def test_akd_pick_falls_back_to_the_lowest_nkid_front_point(known):
@@ -172,15 +185,15 @@ def test_tables_from_confirm_rows_are_mean_and_std_over_seeds(known):
     assert table2["source"].to_dict() == {"teacher": "confirm", "akd": "confirm", "dmp@utility+dmp@privacy": "search",
                                           "dpsgd@utility": "confirm", "dpsgd@privacy": "search"}
     akd_auc = [0.55 + 0.01 * s for s in range(5)]
-    assert table2.loc["akd", "mia_auc_mean"] == pytest.approx(np.mean(akd_auc))
-    assert table2.loc["akd", "mia_auc_std"] == pytest.approx(np.std(akd_auc, ddof=1))
+    assert table2.loc["akd", "loss_auc_mean"] == pytest.approx(np.mean(akd_auc))
+    assert table2.loc["akd", "loss_auc_std"] == pytest.approx(np.std(akd_auc, ddof=1))
     assert (table2.loc["akd", "n"], table2.loc["akd", "n_failed"], table2.loc["akd", "seeds"]) == (5, 1, "0 1 2 3 4")
     table3 = tables.summarize(rows, tables.TABLES[1], sources).set_index("pick")
-    assert table3.loc["akd", "mia_tpr_at_1pct_fpr_mean"] == pytest.approx(np.mean(akd_auc) - 0.45)
+    assert table3.loc["akd", "loss_tpr_at_1pct_fpr_mean"] == pytest.approx(np.mean(akd_auc) - 0.45)
     table4 = tables.summarize(rows, tables.TABLES[2], sources).set_index("pick")
     assert table4.loc["teacher", "gen_gap_mean"] == pytest.approx(0.05)
     shown = tables.display(table2.reset_index(), tables.TABLES[0])
-    assert shown.loc[1, "AUCROC"] == f"{np.mean(akd_auc):.3f} ± {np.std(akd_auc, ddof=1):.3f}"
+    assert shown.loc[1, "AUC loss"] == f"{np.mean(akd_auc):.3f} ± {np.std(akd_auc, ddof=1):.3f}"
     assert "confirmation stage" in tables.caption(tables.TABLES[0], sources)
 
 
@@ -189,8 +202,8 @@ def test_tables_fall_back_to_the_search_rows_of_the_picks(known):
     rows, sources = tables.pick_rows(results, picks.matched_picks(results))
     assert sources == {"cpu-small": "search"}
     table2 = tables.summarize(rows, tables.TABLES[0], sources).set_index("pick")
-    assert table2.loc["dmp@utility+dmp@privacy", "mia_auc_mean"] == pytest.approx(0.52)
-    assert table2.loc["akd", "n"] == 1 and np.isnan(table2.loc["akd", "mia_auc_std"])
+    assert table2.loc["dmp@utility+dmp@privacy", "loss_auc_mean"] == pytest.approx(0.52)
+    assert table2.loc["akd", "n"] == 1 and np.isnan(table2.loc["akd", "loss_auc_std"])
     assert "no confirmation rows" in tables.caption(tables.TABLES[0], sources)
     assert tables.markdown_table(pd.DataFrame({"a|b": ["x"]})).splitlines()[0] == "| a\\|b |"
 
@@ -199,3 +212,11 @@ def test_metric_columns_exist_in_the_run_schema():
     from akdray.schema import INFO_KEYS, METRIC_KEYS
 
     assert set(load.NUMERIC_COLUMNS) <= set(METRIC_KEYS) | set(INFO_KEYS)
+
+
+def test_rows_of_a_sweep_from_before_the_calibrated_attacks_get_leak_from_the_loss_attack():
+    old = testing.row("akd", "x", 0.3, 0.2)
+    old["mia_auc"] = old.pop("loss_auc")
+    del old["leak"], old["leak_source"]
+    got = load.normalize_results(pd.DataFrame([old])).iloc[0]
+    assert got["leak"] == pytest.approx(0.7) and got["loss_auc"] == pytest.approx(0.3) and got["leak_source"] == "loss"

@@ -9,7 +9,7 @@ from akdray.cli import main
 from conftest import TINY
 
 TINY_SETS = [f"--set={k}={v}" for k, v in TINY.items()]
-REQUIRED_KEYS = {"mia_auc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0p1pct_fpr", "kid", "nkid", "gen_gap", "status", "wall_s"}
+REQUIRED_KEYS = {"loss_auc", "loss_tpr_at_1pct_fpr", "loss_tpr_at_0p1pct_fpr", "kid", "nkid", "gen_gap", "status", "wall_s"}
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def teacher_dir(tmp_path_factory):
 def test_teacher_run_writes_row_checkpoint_and_scores(teacher_dir, capsys):
     row = json.loads((teacher_dir / "row.json").read_text())
     assert REQUIRED_KEYS <= set(row) and row["status"] == "ok" and row["inference_mode"] == "eval"
-    assert 0.0 <= row["mia_auc"] <= 1.0 and row["kid_subset_size_used"] <= 8
+    assert 0.0 <= row["loss_auc"] <= 1.0 and row["kid_subset_size_used"] <= 8
     assert {"checkpoint.pt", "config.json", "scores.parquet", "samples.parquet"} <= {p.name for p in teacher_dir.iterdir()}
     assert not [p for p in teacher_dir.parent.iterdir() if p.name.startswith(".")]  # no temp leftovers
 
@@ -140,3 +140,43 @@ def test_gauss_run_needs_no_training_and_reports_the_noise(teacher_dir, tmp_path
     teacher = json.loads((teacher_dir / "row.json").read_text())
     assert row["gauss_sigma"] == 0.3 and not (out / "checkpoint.pt").exists()
     assert row["test_l1"] > teacher["test_l1"]  # noisy outputs are further from the truth
+
+
+# --- akdray audit ------------------------------------------------------------------------------
+def test_audit_of_a_run_folder_writes_json_scores_and_roc(teacher_dir, tmp_path, capsys):
+    out = tmp_path / "audit"
+    assert main(["audit", "--checkpoint", str(teacher_dir), "--references", "2", "--out", str(out)]) == 0
+    assert {"audit.json", "scores.parquet", "roc.png"} <= {p.name for p in out.iterdir()}
+    record = json.loads((out / "audit.json").read_text())
+    for attack in ("loss", "cal", "lira"):
+        assert record[f"{attack}_auc_lo"] <= record[f"{attack}_auc"] <= record[f"{attack}_auc_hi"]
+        assert record[f"{attack}_tpr_at_0p1pct_fpr"] is None  # 16 non-members: not measurable
+    assert record["n_references"] == 2 and record["leak_source"] == "loss,cal,lira"
+    import pandas as pd
+    scores = pd.read_parquet(out / "scores.parquet")
+    assert scores.groupby("attack").size().to_dict() == {"cal": 32, "lira": 32, "loss": 32}
+    assert "lira" in capsys.readouterr().out
+    # the reference runs it trained are reusable: a second audit against them gives the same numbers
+    again = tmp_path / "again"
+    refs = [str(p) for p in sorted((out / "references").iterdir())]
+    assert main(["audit", "--checkpoint", str(teacher_dir / "checkpoint.pt"), "--reference-runs", *refs,
+                 "--out", str(again)]) == 0
+    assert json.loads((again / "audit.json").read_text())["lira_auc"] == record["lira_auc"]
+
+
+@pytest.mark.parametrize("case", ["missing", "image_size", "one_reference", "not_a_reference"])
+def test_audit_refuses_bad_input_with_exit_2(teacher_dir, tmp_path, capsys, case):
+    args = ["--checkpoint", str(teacher_dir)]
+    needle = {"missing": "/no/such/run", "image_size": "32x16", "one_reference": "at least 2",
+              "not_a_reference": "not a 'reference' run"}[case]
+    if case == "missing":
+        args = ["--checkpoint", "/no/such/run"]
+    elif case == "image_size":
+        args += ["--data", str(write_aligned(tmp_path / "data", width=64))]
+    elif case == "one_reference":
+        args += ["--references", "1"]
+    else:
+        args += ["--reference-runs", str(teacher_dir), str(teacher_dir)]
+    out = tmp_path / "out"
+    assert main(["audit", *args, "--out", str(out)]) == 2
+    assert needle in capsys.readouterr().err and not out.exists()

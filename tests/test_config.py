@@ -46,3 +46,29 @@ def test_config_is_frozen():
     cfg = RunConfig()
     with pytest.raises(Exception):
         cfg.seed = 3  # type: ignore[misc]
+
+
+def test_data_seed_follows_seed_unless_set_and_below_minus_one_is_refused():
+    assert RunConfig(seed=3).resolved_data_seed == 3 and RunConfig(seed=3, data_seed=1234).resolved_data_seed == 1234
+    with pytest.raises(ConfigError, match="'data_seed'"):
+        RunConfig(data_seed=-2)
+    from akdray.data.splits import data_key
+    assert data_key(RunConfig(seed=1)) != data_key(RunConfig(seed=2)) == data_key(RunConfig(seed=5, data_seed=2))
+
+
+def test_checkpoints_compare_the_resolved_draw():
+    from akdray.checkpoint import check_teacher_compatible
+    check_teacher_compatible(RunConfig(seed=4), RunConfig(seed=0, data_seed=4), "t.pt")  # same draw
+    with pytest.raises(ConfigError, match="'data_seed'"):
+        check_teacher_compatible(RunConfig(seed=4), RunConfig(seed=0), "t.pt")
+
+
+def test_reference_fields():
+    assert RunConfig(n_train=50).resolved_reference_pool == 100
+    assert RunConfig(reference_checkpoints=" a, b ,").reference_list == ["a", "b"]
+    with pytest.raises(ConfigError, match="LiRA needs at least 2"):
+        RunConfig(reference_checkpoints="only-one")
+    with pytest.raises(ConfigError, match="'reference_pool_size'"):
+        RunConfig(method="reference", reference_pool_size=10)
+    with pytest.raises(ConfigError, match="'attack_bootstrap'"):
+        RunConfig(attack_bootstrap=100)

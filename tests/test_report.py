@@ -61,7 +61,7 @@ def test_table_ii_cells_trace_to_the_parquet_rows(built):
     for pick in ("akd", "dpsgd@privacy"):
         mine = raw[(raw["stage"] == "confirm") & (raw["pick"] == pick) & (raw["status"] == "ok")]
         assert len(mine) == 5
-        assert table2.loc[pick, "mia_auc_mean"] == pytest.approx(mine["mia_auc"].mean())
+        assert table2.loc[pick, "loss_auc_mean"] == pytest.approx(mine["loss_auc"].mean())
         assert table2.loc[pick, "nkid_std"] == pytest.approx(mine["nkid"].std(ddof=1))
     assert table2.loc["akd", "n_failed"] == 1
     assert list(table2["source"].unique()) == ["confirm"]
@@ -76,7 +76,7 @@ def test_without_confirm_rows_the_tables_use_the_search_rows_and_say_so(tmp_path
     assert "no confirmation rows - the search rows of the picks" in md
     assert "Figs 5/6 (cpu-small): input, ground truth and outputs (DP-SGD and DMP at AKD's utility).: no data" in md
     table2 = pd.read_csv(tmp_path / "report" / "tables" / "table2.csv").set_index("pick")
-    assert table2.loc["akd", "mia_auc_mean"] == pytest.approx(0.55) and table2.loc["akd", "n"] == 1
+    assert table2.loc["akd", "loss_auc_mean"] == pytest.approx(0.55) and table2.loc["akd", "n"] == 1
 
 
 @pytest.mark.parametrize("case", ["all_failed", "dpsgd_only_without_scores"])

@@ -52,7 +52,7 @@ def ensure_ray():
 def test_dry_run_prints_plan_and_writes_nothing(tmp_path, capsys):
     assert pareto.main(["--dry-run", "--storage", str(tmp_path), "--num-samples", "akd=2,gauss=1"]) == 0
     out = capsys.readouterr().out
-    for word in ("stage 1 'teacher'", "akd-seed0: 2 trial(s)", "distill_lambda in [1, 1000] (log)",
+    for word in ("stage 0 'reference': 2 reference model(s) per seed", "minimise leak & nkid", "stage 1 'teacher'", "akd-seed0: 2 trial(s)", "distill_lambda in [1, 1000] (log)",
                  "proxy_size in [25, 400]", "dpsgd-seed0", "gauss-seed0: 1 trial(s)", "optuna.db"):
         assert word in out
     assert not any(tmp_path.iterdir())
@@ -68,6 +68,7 @@ def _exit_code(argv: list[str]) -> int:
 @pytest.mark.parametrize("argv", [
     ["--set", "nope=1"], ["--set", "epochs=abc"], ["--defenses", "akd,foo"], ["--num-samples", "akd=x"],
     ["--seeds", "0"], ["--preset", "nope"], ["--set", "method=akd"], ["--cpus-per-trial", "0"],
+    ["--references", "1"], ["--set", "reference_checkpoints=a,b"], ["--set", "data_seed=-5"],
 ])
 def test_bad_flags_exit_2_and_write_nothing(tmp_path, argv):
     assert _exit_code([*argv, "--storage", str(tmp_path)]) == 2
@@ -89,28 +90,31 @@ def test_set_fixes_a_searched_field_and_search_spaces_scale_with_the_pool():
 
 
 def test_result_rows_always_have_the_same_schema():
-    ok = row_table({"method": "akd", "seed": 1, "mia_auc": 0.5, "nkid": 0.1, "mia_n_members": 16, "status": "ok"})
-    failed = row_table({"method": "akd", "mia_auc": float("nan"), "status": "failed", "error": "x"})
+    ok = row_table({"method": "akd", "seed": 1, "loss_auc": 0.5, "leak": 0.5, "leak_source": "loss", "nkid": 0.1,
+                    "attack_n_members": 16, "status": "ok"})
+    failed = row_table({"method": "akd", "loss_auc": float("nan"), "status": "failed", "error": "x"})
     assert ok.schema == failed.schema == RESULT_SCHEMA
     assert "method" not in RESULT_SCHEMA.names  # the hive partition key
-    assert failed.column("mia_auc")[0].as_py() is None
+    assert failed.column("loss_auc")[0].as_py() is None and ok.column("leak_source")[0].as_py() == "loss"
     assert set(METRIC_KEYS) <= set(RESULT_SCHEMA.names)
 
 
 def test_nan_objectives_make_a_failed_row():
-    row = _finalize_row({"status": "ok", "error": None, "mia_auc": float("nan"), "nkid": 0.2, "kid": float("nan")})
-    assert row["status"] == "failed" and "mia_auc" in row["error"]
-    assert row["mia_auc"] is None and row["kid"] is None and row["nkid"] == 0.2
+    row = _finalize_row({"status": "ok", "error": None, "leak": float("nan"), "nkid": 0.2, "kid": float("nan")})
+    assert row["status"] == "failed" and "leak" in row["error"]
+    assert row["leak"] is None and row["kid"] is None and row["nkid"] == 0.2
+    reference = _finalize_row({"method": "reference", "status": "ok", "error": None, "leak": 0.6, "nkid": None})
+    assert reference["status"] == "ok"  # a reference run has no KID by design
 
 
 def test_failure_aware_search_tells_optuna_fail_not_a_number():
     from ray import tune
 
-    searcher = FailureAwareOptunaSearch(metric=["mia_auc", "nkid"], mode=["min", "min"], study_name="t")
+    searcher = FailureAwareOptunaSearch(metric=["leak", "nkid"], mode=["min", "min"], study_name="t")
     searcher.set_search_properties(None, None, {"gauss_sigma": tune.loguniform(0.01, 1.0)})
-    for trial_id, result in [("a", {"status": "ok", "mia_auc": 0.6, "nkid": 0.2}),
-                             ("b", {"status": "ok", "mia_auc": float("nan"), "nkid": 0.2}),
-                             ("c", {"status": "failed", "mia_auc": None, "nkid": None, "error": "diverged"}),
+    for trial_id, result in [("a", {"status": "ok", "leak": 0.6, "nkid": 0.2}),
+                             ("b", {"status": "ok", "leak": float("nan"), "nkid": 0.2}),
+                             ("c", {"status": "failed", "leak": None, "nkid": None, "error": "diverged"}),
                              ("d", None)]:
         searcher.suggest(trial_id)
         searcher.on_trial_complete(trial_id, result, error=result is None)
@@ -121,7 +125,7 @@ def test_failure_aware_search_tells_optuna_fail_not_a_number():
 
 
 def test_pareto_front_keeps_non_dominated_ok_rows():
-    df = pd.DataFrame({"status": ["ok", "ok", "ok", "failed"], "mia_auc": [0.5, 0.6, 0.55, 0.1],
+    df = pd.DataFrame({"status": ["ok", "ok", "ok", "failed"], "leak": [0.5, 0.6, 0.55, 0.1],
                        "nkid": [0.3, 0.1, 0.4, 0.0]})
     assert sorted(pareto_front(df).index) == [0, 1]
 
@@ -146,7 +150,7 @@ def test_smoke_sweep_writes_parquet_for_every_stage_and_defense(smoke):
     assert code == 0
     df = pd.read_parquet(sweep / "results")
     assert isinstance(df["method"].dtype, pd.CategoricalDtype)
-    assert set(df["method"].astype(str)) == {"teacher", *DEFENSES}
+    assert set(df["method"].astype(str)) == {"reference", "teacher", *DEFENSES}
     assert (df["status"] == "ok").all(), df[["method", "status", "error"]]
     assert df["trial_id"].is_unique and df["sweep_id"].nunique() == 1
     teacher = df[df["stage"] == "teacher"].iloc[0]
@@ -154,7 +158,12 @@ def test_smoke_sweep_writes_parquet_for_every_stage_and_defense(smoke):
     assert set(search["study"]) == set(DEFENSES)
     assert (search["teacher_checkpoint"] == teacher["checkpoint"]).all()
     assert Path(teacher["checkpoint"], "checkpoint.pt").is_file()  # persisted teacher run dir
-    assert df[["mia_auc", "nkid"]].notna().all().all()
+    refs = df[df["stage"] == "reference"]
+    assert len(refs) == 2 and refs["nkid"].isna().all() and refs["data_seed"].eq(0).all()  # K = 2, no KID
+    assert all(set(r.split(",")) == set(refs["checkpoint"]) for r in search["reference_checkpoints"])
+    deployed = df[df["stage"] != "reference"]
+    assert deployed[["leak", "loss_auc", "cal_auc", "lira_auc", "nkid"]].notna().all().all()
+    assert (deployed["n_references"] == 2).all() and (deployed["leak_source"] == "loss,cal,lira").all()
     for dataset in ("scores", "samples"):
         other = pd.read_parquet(sweep / dataset)
         assert set(other["trial_id"]) == set(df["trial_id"])
@@ -177,7 +186,10 @@ def test_confirmation_stage_and_report_on_the_smoke_sweep(smoke, tmp_path):
     assert akd["teacher_checkpoint"] == teacher["checkpoint"] and akd["seed"] == teacher["seed"] == 0
     assert report.main([str(sweep), "--out", str(tmp_path / "report")]) == 0
     table2 = pd.read_csv(tmp_path / "report" / "tables" / "table2.csv").set_index("pick")
-    assert table2.loc["akd", "mia_auc_mean"] == pytest.approx(akd["mia_auc"])
+    assert table2.loc["akd", "loss_auc_mean"] == pytest.approx(akd["loss_auc"])
+    assert table2.loc["akd", "lira_auc_mean"] == pytest.approx(akd["lira_auc"])
+    confirm_refs = df[df["stage"] == "confirm-reference"]
+    assert len(confirm_refs) == 2 and set(akd["reference_checkpoints"].split(",")) == set(confirm_refs["checkpoint"])
     assert table2.loc["akd", "source"] == "confirm"
 
 
@@ -283,7 +295,7 @@ def test_diverging_search_trial_is_failed_and_optuna_gets_no_number(smoke):
     assert len(df) == 1
     row = df.iloc[0]
     assert row["status"] == "failed" and row["error"].startswith("diverged: non-finite loss"), row["error"]
-    assert pd.isna(row["mia_auc"]) and pd.isna(row["nkid"])
+    assert pd.isna(row["loss_auc"]) and pd.isna(row["leak"]) and pd.isna(row["nkid"])
     study = optuna.load_study(study_name=Study("akd", 0, (), 1).name, storage=optuna_url(spec))
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL]
     assert study.trials[0].values is None
@@ -316,7 +328,7 @@ def _dashboard_sees(dashboard: str) -> dict[str, bool]:
 def _sweep_cmd(storage: Path, address: str, *extra: str) -> list[str]:
     return [sys.executable, str(ROOT / "sweeps" / "pareto.py"), "--smoke-test", "--defenses", "gauss",
             "--num-samples", "3", "--max-concurrent", "1", "--storage", str(storage), "--name", "resume",
-            "--address", address, "-q", *extra]
+            "--address", address, "--references", "0", "-q", *extra]
 
 
 @pytest.mark.slow

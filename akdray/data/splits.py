@@ -57,7 +57,7 @@ class Splits:
 
 def data_key(cfg: RunConfig) -> str:
     if cfg.data_source == "synthetic":
-        return f"synthetic-{cfg.synthetic_style}-s{cfg.data_seed}-{cfg.image_size}px"
+        return f"synthetic-{cfg.synthetic_style}-s{cfg.resolved_data_seed}-{cfg.image_size}px"
     root = cfg.data_root if "://" in cfg.data_root else Path(cfg.data_root).resolve()
     return f"aligned-{root}-{cfg.direction}-{cfg.image_size}px"
 
@@ -87,7 +87,8 @@ def check_disjoint(train: PairedImages, other: PairedImages, role: str) -> None:
 
 def _load_roles(cfg: RunConfig) -> tuple[PairedImages, PairedImages, PairedImages]:
     if cfg.data_source == "synthetic":
-        make = lambda n, role: PairedImages(*synthetic_facades(n, cfg.image_size, cfg.data_seed, role, cfg.synthetic_style))  # noqa: E731
+        make = lambda n, role: PairedImages(*synthetic_facades(  # noqa: E731
+            n, cfg.image_size, cfg.resolved_data_seed, role, cfg.synthetic_style))
         return make(cfg.n_train, "train"), make(cfg.proxy_pool_size, "proxy"), make(cfg.n_test, "test")
     root = local_root(cfg.data_root)
     if not root.is_dir():
@@ -112,11 +113,37 @@ def _take(pairs: PairedImages, n: int, split: str) -> PairedImages:
     return pairs.subset(torch.arange(n)) if n else pairs
 
 
+def reference_training_set(cfg: RunConfig, train: PairedImages, pool: PairedImages) -> PairedImages:
+    """A reference model's private set: ``n_train`` pairs drawn with ``cfg.seed`` from a pool that holds
+    no audited image - the synthetic ``reference`` role (``resolved_reference_pool`` images), or, for
+    aligned folders, the public proxy pool (then at most half of it, so references differ)."""
+    if cfg.data_source == "synthetic":
+        pool = PairedImages(*synthetic_facades(cfg.resolved_reference_pool, cfg.image_size, cfg.resolved_data_seed,
+                                               "reference"))
+        n = cfg.n_train
+    else:
+        n = min(len(train), len(pool) // 2)
+    if n < 1 or n > len(pool):
+        raise DataError(f"the reference pool holds {len(pool)} images, too few to draw {max(n, 1)} for a reference model")
+    order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(cfg.seed + 104_729))
+    return pool.subset(order[:n].sort().values)
+
+
 def load_splits(cfg: RunConfig) -> Splits:
-    """Load and check all roles; the proxy subset of ``proxy_size`` is drawn with ``cfg.seed``."""
+    """Load and check all roles; the proxy subset of ``proxy_size`` is drawn with ``cfg.seed``.
+
+    For ``method = "reference"`` the returned ``train`` is the reference model's own training set
+    (:func:`reference_training_set`, checked disjoint from the audited train and test images) and
+    the proxy set is empty.
+    """
     train, pool, test = _load_roles(cfg)
     check_disjoint(train, pool, "proxy")
     check_disjoint(train, test, "test")
+    if cfg.method == "reference":
+        ref = reference_training_set(cfg, train, pool)
+        check_disjoint(ref, train, "audited training")
+        check_disjoint(ref, test, "audited test")
+        return Splits(train=ref, proxy=pool.subset(torch.arange(0)), test=test, key=data_key(cfg))
     if cfg.proxy_size > len(pool):
         raise DataError(f"field 'proxy_size' ({cfg.proxy_size}) is larger than the proxy pool ({len(pool)} images)")
     if cfg.attack_n_per_side > min(len(train), len(test)):

@@ -1,0 +1,68 @@
+"""The attack suite on one target: which images are audited, every attack's row columns, and the
+per-image scores behind them (``scores.parquet``). Used by ``akdray run`` and ``akdray audit``.
+
+Members are the target's training pairs, non-members held-out test pairs; with
+``attack_n_per_side = 0`` (the default) every one of them is used, so the two classes may differ
+in size (AUC and TPR at FPR do not need balance).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from akdray.attacks.metrics import attack_metrics, balanced_accuracy, leakage
+from akdray.attacks.scores import attack_scores
+from akdray.schema import ATTACKS, SCORE_COLUMNS, attack_columns
+
+
+def audit_sample(n_members_pool: int, n_nonmembers_pool: int, n_per_side: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of the audited members and non-members: all of both (``n_per_side = 0``), or
+    ``n_per_side`` of each drawn with ``seed``."""
+    if n_per_side == 0:
+        return torch.arange(n_members_pool), torch.arange(n_nonmembers_pool)
+    gen = torch.Generator().manual_seed(seed + 7919)
+    members = torch.randperm(n_members_pool, generator=gen)[:n_per_side].sort().values
+    nonmembers = torch.randperm(n_nonmembers_pool, generator=gen)[:n_per_side].sort().values
+    return members, nonmembers
+
+
+def membership_row(labels: np.ndarray, scores: np.ndarray, prefix: str, *, n_boot: int, seed: int) -> dict:
+    """All columns of :func:`akdray.schema.attack_columns` for one attack."""
+    row = attack_metrics(labels, scores, prefix, n_boot=n_boot, seed=seed)
+    row[f"{prefix}_balanced_acc"] = balanced_accuracy(labels, scores)
+    return row
+
+
+def run_attacks(member_loss: np.ndarray, nonmember_loss: np.ndarray, ref_member_loss: np.ndarray,
+                ref_nonmember_loss: np.ndarray, *, n_boot: int = 1000, seed: int = 0) -> tuple[dict, dict[str, np.ndarray]]:
+    """Every attack the K reference models allow (loss; cal with K >= 1; lira with K >= 2).
+
+    Returns the row columns (attacks not run are None; ``leak`` over the attacks that ran, named
+    in ``leak_source``) and the per-image scores, members first.
+    """
+    labels = np.r_[np.ones(len(member_loss), bool), np.zeros(len(nonmember_loss), bool)]
+    target = np.r_[member_loss, nonmember_loss]
+    refs = np.concatenate([np.asarray(ref_member_loss).reshape(-1, len(member_loss)),
+                           np.asarray(ref_nonmember_loss).reshape(-1, len(nonmember_loss))], axis=1)
+    scores = attack_scores(target, refs)
+    row: dict = {}
+    for name in ATTACKS:
+        if name in scores:
+            row.update(membership_row(labels, scores[name], name, n_boot=n_boot, seed=seed))
+        else:
+            row.update(dict.fromkeys(attack_columns(name)))
+    leak, source = leakage({name: row[f"{name}_auc"] for name in scores})
+    row.update(attack_n_members=float(len(member_loss)), attack_n_nonmembers=float(len(nonmember_loss)),
+               n_references=float(refs.shape[0]), leak=leak, leak_source=source)
+    return row, scores
+
+
+def scores_frame(scores: dict[str, np.ndarray], loss: np.ndarray, names: Sequence[str], roles: Sequence[str],
+                 is_member: np.ndarray) -> pd.DataFrame:
+    """Long format, one block per attack: attack, role, name, is_member, loss (the target's), score."""
+    frames = [pd.DataFrame({"attack": attack, "role": list(roles), "name": list(names), "is_member": is_member,
+                            "loss": loss, "score": score}) for attack, score in scores.items()]
+    return pd.concat(frames, ignore_index=True)[list(SCORE_COLUMNS)]
