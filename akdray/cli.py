@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                     help="override a RunConfig field (repeatable); the architecture defaults to the teacher's")
     pr.add_argument("--layout", choices=LAYOUTS, default="auto", help="of the proxy folder")
+    pr.add_argument("--references", type=int, default=0,
+                    help="train N >= 2 reference models on AUDIT_DATA/val for the calibrated cal and lira attacks "
+                         "(default 0: the loss attack only)")
     audit = sub.add_parser("audit", help="loss, cal and lira attacks on a trained generator; writes OUT/audit.json")
     audit.add_argument("--checkpoint", required=True, help="run folder or checkpoint.pt of the model to audit")
     audit.add_argument("--data", default=None, help="aligned A|B folder (train/ = members, test/ = non-members); "
@@ -139,7 +142,7 @@ def cmd_protect(args: argparse.Namespace) -> int:
     from akdray.protect import audit_table, prepare_protect, run_protect
 
     job = prepare_protect(args.teacher, args.proxy, args.out, audit_data=args.audit_data, preset=args.preset,
-                          overrides=parse_overrides(args.overrides), layout=args.layout)
+                          overrides=parse_overrides(args.overrides), layout=args.layout, references=args.references)
     result = run_protect(job)
     print(f"akdray protect -> {args.out} (student: checkpoint.pt and pix2pix/latest_net_G.pth)")
     if result["audit"] is None:

@@ -6,7 +6,9 @@ of an aligned proxy folder only the input halves are kept) by the same :func:`fi
 ``akdray run --method akd``, with the teacher's architecture unless ``--set`` says otherwise. The
 student is written in both formats (``checkpoint.pt`` and ``pix2pix/latest_net_G.pth``). With the
 owner's aligned data (``train/`` = members, ``test/`` = non-members) teacher and student are audited
-by :func:`akdray.protect_audit.audit_model`; without it nothing is measured, and the output says so.
+by :func:`akdray.protect_audit.audit_model` - the loss attack, and with ``--references K`` (K >= 2
+reference models trained on the audit data's ``val/`` pairs) the calibrated cal and lira attacks;
+without audit data nothing is measured, and the output says so.
 """
 from __future__ import annotations
 
@@ -21,22 +23,25 @@ import torch
 from torch import nn
 
 import akdray
-from akdray.protect_audit import audit_model, roc_plot
+from akdray.attacks.references import load_references, serve_generator
+from akdray.attacks.scores import LIRA_MIN_REFERENCES
+from akdray.audit import train_references
 from akdray.checkpoint import CHECKPOINT_NAME, LoadedGenerator, load_generator, save_generator
-from akdray.config import FIELD_TYPES, RunConfig, make_config, parse_value
-from akdray.data.aligned import DataError, load_aligned_split
+from akdray.config import FIELD_TYPES, ConfigError, RunConfig, make_config, parse_value
+from akdray.data.aligned import DataError, list_images, load_aligned_split
 from akdray.data.splits import InputImages, PairedImages, Splits, check_disjoint
 from akdray.defenses.distill import fit_student, teacher_query
 from akdray.inputs import list_input_files, read_input
 from akdray.outdir import atomic_dir, check_out_dir
 from akdray.pix2pix_format import check_exportable, check_image_size, write_official
-from akdray.attacks.references import serve_generator
-from akdray.schema import CONFIG_FILE
+from akdray.protect_audit import audit_model, model_summary, roc_plot
+from akdray.schema import ATTACKS, CONFIG_FILE
 from akdray.train import resolve_device
 
 PROTECT_FILE, REPORT_FILE, ROC_FILE, SCORES_FILE, OFFICIAL_DIR = (
     "protect.json", "report.md", "roc.png", "scores.parquet", "pix2pix")
 ARCH_FIELDS = ("image_size", "ngf", "unet_depth", "norm", "use_dropout")
+REFERENCE_SPLIT = "val"  # the audit data's split reference models train on (pairs, never audited)
 NOT_MEASURED = "no --audit-data: nothing was measured; the student's privacy and quality are unverified"
 
 
@@ -51,6 +56,7 @@ class ProtectJob:
     audit: Splits | None
     out: Path
     device: torch.device
+    references: int = 0  # reference models to train on <audit-data>/val for the cal and lira attacks
 
 
 def _typed(overrides: dict[str, str]) -> dict:
@@ -90,7 +96,8 @@ def _load_audit(root: Path, cfg: RunConfig, proxy: InputImages) -> Splits:
 
 
 def prepare_protect(teacher: str | Path, proxy: str | Path, out: str | Path, *, audit_data: str | Path | None = None,
-                    preset: str = "cpu-small", overrides: dict[str, str] | None = None, layout: str = "auto") -> ProtectJob:
+                    preset: str = "cpu-small", overrides: dict[str, str] | None = None, layout: str = "auto",
+                    references: int = 0) -> ProtectJob:
     """Check every input (teacher, proxy, audit data, output folder, export) before any training."""
     out_dir = check_out_dir(out)
     user = _typed(overrides or {})
@@ -109,24 +116,40 @@ def prepare_protect(teacher: str | Path, proxy: str | Path, out: str | Path, *, 
     inputs = InputImages(torch.stack([read_input(f, cfg.image_size, cfg.direction) for f in picked]),
                          tuple(str(f.path) for f in picked))
     audit = _load_audit(Path(audit_data), cfg, inputs) if audit_data else None
-    return ProtectJob(cfg, loaded, inputs, files[0].aligned, audit, out_dir, resolve_device(cfg))
+    _check_references(references, audit_data)
+    return ProtectJob(cfg, loaded, inputs, files[0].aligned, audit, out_dir, resolve_device(cfg), references)
 
 
-def _model_row(metrics: dict) -> dict:
-    keys = ("mia_auc", "mia_auc_ci_low", "mia_auc_ci_high", "leakage", "ci_contains_chance", "mia_tpr_at_1pct_fpr",
-            "mia_tpr_at_0p1pct_fpr", "mia_balanced_acc", "train_l1", "test_l1", "kid", "nkid", "gen_gap")
-    return {k: metrics.get(k) for k in keys}
+def _check_references(n: int, audit_data: str | Path | None) -> None:
+    if n == 0:
+        return
+    if n < LIRA_MIN_REFERENCES:
+        raise ConfigError(f"--references {n}: LiRA needs at least {LIRA_MIN_REFERENCES} reference models (or give 0)")
+    if not audit_data:
+        raise ConfigError("--references needs --audit-data (reference models are audited against its train/ and test/)")
+    list_images(Path(audit_data) / REFERENCE_SPLIT)  # DataError naming the folder if it is missing or empty
 
 
-def _audit_both(job: ProtectJob, student: nn.Module) -> tuple[dict, dict]:
+def reference_base(cfg: RunConfig) -> RunConfig:
+    """The recipe reference models are trained with: the student's preset and the teacher's architecture,
+    as a teacher on pairs of ``<audit-data>/val`` (never an audited image; the proxy folder may hold no targets)."""
+    return cfg.replace(method="teacher", teacher_checkpoint="", proxy_split=REFERENCE_SPLIT, proxy_pool_size=0,
+                       proxy_size=0)
+
+
+def _audit_both(job: ProtectJob, student: nn.Module, reference_runs: list[str]) -> tuple[dict, dict]:
     cfg, device = job.cfg, job.device
+    references = [serve_generator(R, cfg, device) for R, _ in load_references(reference_base(cfg), reference_runs)]
     models = {"teacher": job.teacher.generator, "student": student}
-    results = {name: audit_model(serve_generator(G, cfg, device), job.audit, cfg, device) for name, G in models.items()}
+    results = {name: audit_model(serve_generator(G, cfg, device), job.audit, cfg, device, references)
+               for name, G in models.items()}
     first = results["teacher"][0]
-    audit = {"data": cfg.data_root, "inference_mode": cfg.inference_mode, "attack": "loss (Eq. 3): score = -L1(G(x), y)",
-             "n_members": first["n_members"], "n_nonmembers": first["n_nonmembers"], "n_bootstrap": first["n_bootstrap"],
-             **{name: _model_row(m) for name, (m, _) in results.items()}}
-    audit["leakage_reduction"] = audit["teacher"]["leakage"] - audit["student"]["leakage"]
+    audit = {"data": cfg.data_root, "inference_mode": cfg.inference_mode,
+             "attacks": [a for a in ATTACKS if first.get(f"{a}_auc") is not None],
+             "n_references": len(references), "n_members": int(first["attack_n_members"]),
+             "n_nonmembers": int(first["attack_n_nonmembers"]), "n_bootstrap": cfg.attack_bootstrap,
+             **{name: model_summary(m) for name, (m, _) in results.items()}}
+    audit["leak_reduction"] = audit["teacher"]["leak"] - audit["student"]["leak"]
     audit["nkid_change"] = audit["student"]["nkid"] - audit["teacher"]["nkid"]
     return audit, {name: s for name, (_, s) in results.items()}
 
@@ -137,8 +160,17 @@ def run_protect(job: ProtectJob) -> dict:
     query = teacher_query(job.teacher.generator.to(job.device), cfg.teacher_inference_mode, cfg.teacher_dropout)
     student, _ = fit_student(cfg, query, job.proxy, adversarial=True, device=job.device)
     train_s = time.perf_counter() - t0
-    audit, scores = _audit_both(job, student) if job.audit is not None else (None, {})
-    result = {
+    with atomic_dir(job.out) as tmp:
+        refs = train_references(reference_base(cfg), job.references, tmp) if job.references else []
+        audit, scores = _audit_both(job, student, refs) if job.audit is not None else (None, {})
+        result = _result(job, audit, train_s, t0)
+        _write(tmp, job, student, result, scores)
+    return result
+
+
+def _result(job: ProtectJob, audit: dict | None, train_s: float, t0: float) -> dict:
+    cfg = job.cfg
+    return {
         "teacher": {"checkpoint": str(job.teacher.file), "format": job.teacher.format,
                     **{k: getattr(job.teacher.cfg, k) for k in ARCH_FIELDS}},
         "student": {"checkpoint": CHECKPOINT_NAME, "official": f"{OFFICIAL_DIR}/latest_net_G.pth",
@@ -149,18 +181,21 @@ def run_protect(job: ProtectJob) -> dict:
         "train_s": train_s, "wall_s": time.perf_counter() - t0, "akdray_version": akdray.__version__,
         "torch_version": torch.__version__, "config": cfg.to_dict(),
     }
-    with atomic_dir(job.out) as tmp:
-        save_generator(tmp / CHECKPOINT_NAME, student.cpu(), cfg)
-        (tmp / OFFICIAL_DIR).mkdir()
-        write_official(tmp / OFFICIAL_DIR, student, cfg, cfg.inference_mode)
-        (tmp / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-        if audit is not None:
-            frames = [s.assign(model=name) for name, s in scores.items()]
-            pd.concat(frames, ignore_index=True).to_parquet(tmp / SCORES_FILE, index=False)
-            roc_plot(scores, tmp / ROC_FILE, f"loss attack, {audit['n_members']} members / {audit['n_nonmembers']} non-members")
-            (tmp / REPORT_FILE).write_text(report_markdown(result))
-        (tmp / PROTECT_FILE).write_text(json.dumps(result, indent=2) + "\n")
-    return result
+
+
+def _write(tmp: Path, job: ProtectJob, student: nn.Module, result: dict, scores: dict) -> None:
+    cfg, audit = job.cfg, result["audit"]
+    save_generator(tmp / CHECKPOINT_NAME, student.cpu(), cfg)
+    (tmp / OFFICIAL_DIR).mkdir()
+    write_official(tmp / OFFICIAL_DIR, student, cfg, cfg.inference_mode)
+    (tmp / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    if audit is not None:
+        frames = [s.assign(model=name) for name, s in scores.items()]
+        pd.concat(frames, ignore_index=True).to_parquet(tmp / SCORES_FILE, index=False)
+        roc_plot(scores, tmp / ROC_FILE, f"{', '.join(audit['attacks'])}: {audit['n_members']} members / "
+                                         f"{audit['n_nonmembers']} non-members")
+        (tmp / REPORT_FILE).write_text(report_markdown(result))
+    (tmp / PROTECT_FILE).write_text(json.dumps(result, indent=2) + "\n")
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -168,14 +203,16 @@ def _fmt(value, digits: int = 3) -> str:
 
 
 def audit_table(audit: dict) -> list[str]:
-    """The before/after Markdown table of an audit."""
-    lines = ["| model | attack AUC [95% CI] | leakage \\|AUC−0.5\\| | CI contains 0.5 | TPR@1%FPR | NKID | test L1 |",
-             "|---|---|---|---|---|---|---|"]
+    """The before/after Markdown table of an audit: one row per model and attack."""
+    lines = ["| model | attack | AUC [95% CI] | CI contains 0.5 | TPR@1%FPR | TPR@0.1%FPR | leak | NKID | test L1 |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name in ("teacher", "student"):
         m = audit[name]
-        lines.append(f"| {name} | {_fmt(m['mia_auc'])} [{_fmt(m['mia_auc_ci_low'])}, {_fmt(m['mia_auc_ci_high'])}] | "
-                     f"{_fmt(m['leakage'])} | {'yes' if m['ci_contains_chance'] else 'no'} | "
-                     f"{_fmt(m['mia_tpr_at_1pct_fpr'], 2)} | {_fmt(m['nkid'])} | {_fmt(m['test_l1'])} |")
+        for attack, a in m["attacks"].items():
+            lines.append(f"| {name} | {attack} | {_fmt(a['auc'])} [{_fmt(a['auc_lo'])}, {_fmt(a['auc_hi'])}] | "
+                         f"{'yes' if a['ci_contains_chance'] else 'no'} | {_fmt(a['tpr_at_1pct_fpr'], 2)} | "
+                         f"{_fmt(a['tpr_at_0p1pct_fpr'], 3)} | {_fmt(m['leak'])} | {_fmt(m['nkid'])} | "
+                         f"{_fmt(m['test_l1'])} |")
     return lines
 
 
@@ -188,11 +225,13 @@ def report_markdown(result: dict) -> str:
     if audit is None:
         return "\n".join(lines + [NOT_MEASURED, ""])
     lines += [f"Audit on `{audit['data']}`: {audit['n_members']} members (train/) vs {audit['n_nonmembers']} "
-              f"non-members (test/), {audit['attack']}, inference mode `{audit['inference_mode']}`, "
-              f"95% CIs from {audit['n_bootstrap']} seeded stratified bootstrap resamples.", "",
+              f"non-members (test/); attacks {', '.join(audit['attacks'])} ({audit['n_references']} reference models); "
+              f"inference mode `{audit['inference_mode']}`; 95% CIs from {audit['n_bootstrap']} seeded bootstrap "
+              "resamples; TPR at an FPR f is – where fewer than 10/f non-members support it.", "",
               *audit_table(audit), "",
-              f"Leakage |AUC−0.5| went from {_fmt(audit['teacher']['leakage'])} to {_fmt(audit['student']['leakage'])} "
-              f"(reduction {_fmt(audit['leakage_reduction'])}); NKID changed by {_fmt(audit['nkid_change'])} "
-              "(lower is better). An AUC below 0.5 is not more private: an attacker flips the score.", "",
+              f"Leakage (leak = largest max(AUC, 1−AUC) over the attacks; 0.5 = none measurable) went from "
+              f"{_fmt(audit['teacher']['leak'])} to {_fmt(audit['student']['leak'])} (reduction "
+              f"{_fmt(audit['leak_reduction'])}); NKID changed by {_fmt(audit['nkid_change'])} (lower is better). "
+              "An AUC below 0.5 is not more private: an attacker flips the score.", "",
               f"![ROC curves]({ROC_FILE})", ""]
     return "\n".join(lines)

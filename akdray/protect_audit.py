@@ -1,85 +1,71 @@
-"""Audit a deployed generator on the owner's data: the attack suite, NKID, and the AUC's bootstrap CI.
+"""The before/after audit of ``akdray protect``: the attack suite of :mod:`akdray.attacks` on teacher and student.
 
-:func:`audit_model` is the one entry point: today it runs the loss attack of :mod:`akdray.attack`
-through :func:`akdray.evaluate.evaluate` (members = ``train/``, non-members = ``test/``); a stronger
-(calibrated) attack plugs in here without touching ``protect``. Every AUC comes with a stratified
-bootstrap 95 % interval and the number of images it rests on. Leakage is ``|AUC - 0.5|``: an AUC
-below 0.5 means the attacker should flip its score, not that the model is more private.
+:func:`audit_model` runs :func:`akdray.evaluate.evaluate` on the owner's data (members = ``train/``,
+non-members = ``test/``): the loss attack (Eq. 3) always, and the calibrated ``cal`` and ``lira``
+attacks when reference models are given (``akdray protect --references K``, K >= 2). Every AUC has
+its seeded bootstrap 95 % CI; leakage is ``leak`` = the largest max(AUC, 1 − AUC) over the attacks
+(0.5 = none measurable): an AUC below 0.5 means the attacker should flip its score, not that the
+model is more private.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
-import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import roc_auc_score, roc_curve
 
+from akdray.attacks.metrics import log_roc
+from akdray.attacks.signals import Serve
 from akdray.config import RunConfig
 from akdray.data.splits import Splits
-from akdray.evaluate import Serve, evaluate
+from akdray.evaluate import evaluate
+from akdray.schema import ATTACKS
 
-N_BOOTSTRAP = 2000
-ATTACK = "mia"  # the loss attack (Eq. 3); the scores frame names it
-
-
-def bootstrap_auc_ci(member_scores: np.ndarray, nonmember_scores: np.ndarray, *, n_resamples: int = N_BOOTSTRAP,
-                     seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile CI of the AUC, resampling members and non-members separately (seeded)."""
-    members, nonmembers = np.asarray(member_scores, float), np.asarray(nonmember_scores, float)
-    rng = np.random.default_rng(seed)
-    labels = np.r_[np.ones(len(members)), np.zeros(len(nonmembers))]
-    aucs = np.empty(n_resamples)
-    for i in range(n_resamples):
-        m = members[rng.integers(0, len(members), len(members))]
-        n = nonmembers[rng.integers(0, len(nonmembers), len(nonmembers))]
-        aucs[i] = roc_auc_score(labels, np.r_[m, n])
-    tail = (1.0 - level) / 2.0 * 100.0
-    lo, hi = np.percentile(aucs, [tail, 100.0 - tail])
-    return float(lo), float(hi)
+QUALITY_KEYS = ("train_l1", "test_l1", "kid", "nkid", "gen_gap")
 
 
-def attack_summary(scores: pd.DataFrame, seed: int) -> dict:
-    """AUC, its CI, leakage |AUC - 0.5| and whether the CI contains chance, from per-image scores."""
-    s = scores[scores["attack"] == ATTACK]
-    member = s["is_member"].astype(bool).to_numpy()
-    score = s["score"].to_numpy(float)
-    auc = float(roc_auc_score(member, score))
-    lo, hi = bootstrap_auc_ci(score[member], score[~member], seed=seed)
-    return {"mia_auc": auc, "mia_auc_ci_low": lo, "mia_auc_ci_high": hi, "leakage": abs(auc - 0.5),
-            "ci_contains_chance": bool(lo <= 0.5 <= hi), "n_members": int(member.sum()),
-            "n_nonmembers": int((~member).sum()), "n_bootstrap": N_BOOTSTRAP}
+def audit_model(serve: Serve, audit: Splits, cfg: RunConfig, device: torch.device,
+                references: Sequence[Serve] = ()) -> tuple[dict, pd.DataFrame]:
+    """Every privacy and quality number of one deployed model; returns (row, per-image scores)."""
+    return evaluate(serve, audit, cfg, proxy_leakage=False, references=references, device=device)
 
 
-def audit_model(serve: Serve, audit: Splits, cfg: RunConfig, device: torch.device) -> tuple[dict, pd.DataFrame]:
-    """Every privacy and quality number of one deployed model; returns (metrics, per-image scores)."""
-    metrics, scores = evaluate(serve, audit, cfg, proxy_leakage=False, device=device)
-    metrics.update(attack_summary(scores, cfg.seed))
-    return metrics, scores
+def model_summary(row: dict) -> dict:
+    """Per attack that ran: AUC, CI, whether the CI contains 0.5, TPR at 1 % / 0.1 % FPR; leak; quality."""
+    attacks = {}
+    for a in ATTACKS:
+        if row.get(f"{a}_auc") is None:
+            continue
+        lo, hi = row[f"{a}_auc_lo"], row[f"{a}_auc_hi"]
+        attacks[a] = {"auc": row[f"{a}_auc"], "auc_lo": lo, "auc_hi": hi, "ci_contains_chance": bool(lo <= 0.5 <= hi),
+                      "tpr_at_1pct_fpr": row.get(f"{a}_tpr_at_1pct_fpr"),
+                      "tpr_at_0p1pct_fpr": row.get(f"{a}_tpr_at_0p1pct_fpr")}
+    return {"attacks": attacks, "leak": row.get("leak"), "leak_source": row.get("leak_source"),
+            **{k: row.get(k) for k in QUALITY_KEYS}}
 
 
 def roc_plot(scores: dict[str, pd.DataFrame], path: Path, title: str) -> Path:
-    """ROC curves of the audited models on log-log axes (rates floored at half a step)."""
+    """Log-log ROC of every (model, attack) pair: one colour per model, one line style per attack."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    fig, ax = plt.subplots(figsize=(5.4, 4.8))
     floor = 1.0
+    styles = dict(zip(ATTACKS, ("-", "--", ":")))
     for (name, frame), color in zip(scores.items(), ("black", "tab:red", "tab:blue")):
-        s = frame[frame["attack"] == ATTACK]
-        member = s["is_member"].astype(bool).to_numpy()
-        fpr, tpr, _ = roc_curve(member, s["score"].to_numpy(float))
-        low = 0.5 / max(member.sum(), (~member).sum())
-        floor = min(floor, low)
-        auc = roc_auc_score(member, s["score"].to_numpy(float))
-        ax.plot(np.maximum(fpr, low), np.maximum(tpr, low), color=color, lw=1.5, label=f"{name} (AUC {auc:.3f})")
+        for attack in [a for a in ATTACKS if a in set(frame["attack"])]:
+            s = frame[frame["attack"] == attack]
+            fpr, tpr, low = log_roc(s["is_member"].to_numpy(bool), s["score"].to_numpy(float))
+            floor = min(floor, low)
+            ax.plot(fpr, tpr, color=color, ls=styles[attack], lw=1.4, label=f"{name}, {attack}")
     ax.plot([floor, 1], [floor, 1], color="grey", ls=":", lw=1, label="chance")
     ax.set(xscale="log", yscale="log", xlim=(floor, 1), ylim=(floor, 1.05), xlabel="false positive rate",
            ylabel="true positive rate", title=title)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=7, loc="lower right")
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -42,6 +42,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="folder for data/, teacher/, official/, protected/ (reused if there)")
     ap.add_argument("--smoke-test", action="store_true", help="1 epoch each, tiny KID: checks the pipeline only")
+    ap.add_argument("--references", type=int, default=2, help="reference models for cal and lira (0: loss only)")
     args = ap.parse_args()
     out = Path(args.out)
     extra = SMOKE if args.smoke_test else []
@@ -57,16 +58,18 @@ def main() -> None:
         assert akdray(["export", str(out / "teacher"), "--format", "pix2pix", "--out", str(out / "official")]) == 0
     t0 = time.perf_counter()
     assert akdray(["protect", "--teacher", str(out / "official" / "latest_net_G.pth"), "--proxy", str(data / "val"),
-                   "--audit-data", str(data), "--set=proxy_size=100", *extra, "--out", str(out / "protected")]) == 0
+                   "--audit-data", str(data), "--references", str(args.references), "--set=proxy_size=100", *extra,
+                   "--out", str(out / "protected")]) == 0
     protect_s = time.perf_counter() - t0
     row = json.loads((out / "teacher" / "row.json").read_text())
     result = json.loads((out / "protected" / "protect.json").read_text())
     audit = result["audit"]
-    print(f"\nteacher run (akdray format): AUC {row['mia_auc']:.3f}, NKID {row['nkid']:.3f}, {teacher_s:.0f} s")
+    print(f"\nteacher run (akdray format): loss AUC {row['loss_auc']:.3f}, NKID {row['nkid']:.3f}, {teacher_s:.0f} s")
     print(f"protect (official teacher file, {result['proxy']['n_images']} proxy inputs): {protect_s:.0f} s "
           f"(student training {result['train_s']:.0f} s)")
-    print(f"leakage |AUC-0.5|: teacher {audit['teacher']['leakage']:.3f} -> student {audit['student']['leakage']:.3f} "
-          f"(reduction {audit['leakage_reduction']:.3f}); NKID change {audit['nkid_change']:+.3f}")
+    print(f"leak (max over {', '.join(audit['attacks'])} of max(AUC, 1-AUC)): teacher {audit['teacher']['leak']:.3f} -> "
+          f"student {audit['student']['leak']:.3f} (reduction {audit['leak_reduction']:.3f}); "
+          f"NKID change {audit['nkid_change']:+.3f}")
     print((out / "protected" / "report.md").read_text())
 
 

@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -49,17 +50,23 @@ def _protect(owner, out, *extra):
 @pytest.mark.slow
 def test_protect_with_audit_writes_both_formats_and_the_before_after_report(owner, tmp_path, capsys):
     out = tmp_path / "protected"
-    assert _protect(owner, out, "--audit-data", str(owner / "facades")) == 0
+    assert _protect(owner, out, "--audit-data", str(owner / "facades"), "--references", "2") == 0
     assert {p.name for p in out.iterdir()} == {"checkpoint.pt", "config.json", "pix2pix", "protect.json", "report.md",
-                                                "roc.png", "scores.parquet"}
+                                                "roc.png", "scores.parquet", "references"}
     result = json.loads((out / "protect.json").read_text())
     audit = result["audit"]
     assert result["measured"] and result["teacher"]["format"] == "pix2pix" and result["proxy"]["n_images"] == 8
     assert audit["n_members"] == audit["n_nonmembers"] == 12 and audit["inference_mode"] == "eval"
+    assert audit["attacks"] == ["loss", "cal", "lira"] and audit["n_references"] == 2
     for name in ("teacher", "student"):
         m = audit[name]
-        assert m["mia_auc_ci_low"] <= m["mia_auc"] <= m["mia_auc_ci_high"] and m["leakage"] == abs(m["mia_auc"] - 0.5)
+        for a in m["attacks"].values():
+            assert a["auc_lo"] <= a["auc"] <= a["auc_hi"] and a["ci_contains_chance"] == (a["auc_lo"] <= 0.5 <= a["auc_hi"])
+            assert a["tpr_at_1pct_fpr"] is None  # 12 non-members cannot support a 1 % FPR
+        assert m["leak"] == pytest.approx(max(max(a["auc"], 1 - a["auc"]) for a in m["attacks"].values()))
         assert m["nkid"] is not None
+    scores = pd.read_parquet(out / "scores.parquet")
+    assert set(scores["attack"]) == {"loss", "cal", "lira"} and set(scores["model"]) == {"teacher", "student"}
     assert "| teacher |" in (out / "report.md").read_text() and "| student |" in capsys.readouterr().out
     student = torch.load(out / "pix2pix" / "latest_net_G.pth", weights_only=True)
     OfficialUnet(5, 8, "batch").load_state_dict(student, strict=True)
@@ -110,6 +117,8 @@ def test_proxy_targets_are_never_used(owner, tmp_path, monkeypatch):
     (["--set", "norm=group"], "GroupNorm"),
     (["--set", "proxy_size=9"], "proxy_size"),
     (["--set", "bogus=1"], "bogus"),
+    (["--references", "1", "--audit-data", "{owner}/facades"], "LiRA needs at least 2"),
+    (["--references", "2"], "--references needs --audit-data"),
 ])
 def test_bad_input_is_refused_before_training(owner, tmp_path, capsys, args, needle):
     given = dict(zip(args[::2], args[1::2]))
