@@ -18,9 +18,8 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-import pandas as pd
 
-from akdray.attacks.metrics import log_roc
+from akdray.attacks.roc import roc_png
 from akdray.attacks.references import load_references, load_target, serve_generator
 from akdray.attacks.scores import LIRA_MIN_REFERENCES
 from akdray.attacks.suite import audit_sample
@@ -105,33 +104,8 @@ def audit_checkpoint(checkpoint: str, out: str | Path, *, data: str | None = Non
               "references": paths, "inference_mode": cfg.inference_mode, **row}
     (out / AUDIT_FILE).write_text(json.dumps(record, indent=2) + "\n")
     scores.to_parquet(out / SCORES_FILE, index=False)
-    roc_png(scores, out / ROC_FILE, f"audit of {Path(str(checkpoint)).name} ({target_cfg.method})")
+    roc_png({"target": scores}, out / ROC_FILE, f"audit of {Path(str(checkpoint)).name} ({target_cfg.method})")
     return record
-
-
-def roc_png(scores: pd.DataFrame, path: Path, title: str) -> Path:
-    """Log-log ROC of every attack in ``scores`` (one curve each, AUC in the legend)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import roc_auc_score
-
-    fig, ax = plt.subplots(figsize=(5.2, 4.8))
-    floor = 1.0
-    for attack in [a for a in ATTACKS if a in set(scores["attack"])]:
-        s = scores[scores["attack"] == attack]
-        fpr, tpr, low = log_roc(s["is_member"].to_numpy(bool), s["score"].to_numpy(float))
-        floor = min(floor, low)
-        ax.plot(fpr, tpr, lw=1.5, label=f"{attack} (AUC {roc_auc_score(s['is_member'], s['score']):.3f})")
-    ax.plot([floor, 1], [floor, 1], color="grey", ls=":", lw=1, label="chance")
-    ax.set(xscale="log", yscale="log", xlim=(floor, 1), ylim=(floor, 1.05), xlabel="false positive rate",
-           ylabel="true positive rate", title=title)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="lower right")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
 
 
 def summary_lines(record: dict) -> list[str]:

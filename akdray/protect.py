@@ -34,7 +34,8 @@ from akdray.defenses.distill import fit_student, teacher_query
 from akdray.inputs import list_input_files, read_input
 from akdray.outdir import atomic_dir, check_out_dir
 from akdray.pix2pix_format import check_exportable, check_image_size, write_official
-from akdray.protect_audit import audit_model, model_summary, roc_plot
+from akdray.attacks.roc import roc_png
+from akdray.protect_audit import audit_model, model_summary
 from akdray.schema import ATTACKS, CONFIG_FILE
 from akdray.train import resolve_device
 
@@ -192,7 +193,7 @@ def _write(tmp: Path, job: ProtectJob, student: nn.Module, result: dict, scores:
     if audit is not None:
         frames = [s.assign(model=name) for name, s in scores.items()]
         pd.concat(frames, ignore_index=True).to_parquet(tmp / SCORES_FILE, index=False)
-        roc_plot(scores, tmp / ROC_FILE, f"{', '.join(audit['attacks'])}: {audit['n_members']} members / "
+        roc_png(scores, tmp / ROC_FILE, f"{', '.join(audit['attacks'])}: {audit['n_members']} members / "
                                          f"{audit['n_nonmembers']} non-members")
         (tmp / REPORT_FILE).write_text(report_markdown(result))
     (tmp / PROTECT_FILE).write_text(json.dumps(result, indent=2) + "\n")

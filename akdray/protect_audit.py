@@ -9,13 +9,11 @@ model is more private.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 import torch
 
-from akdray.attacks.metrics import log_roc
 from akdray.attacks.signals import Serve
 from akdray.config import RunConfig
 from akdray.data.splits import Splits
@@ -43,29 +41,3 @@ def model_summary(row: dict) -> dict:
                       "tpr_at_0p1pct_fpr": row.get(f"{a}_tpr_at_0p1pct_fpr")}
     return {"attacks": attacks, "leak": row.get("leak"), "leak_source": row.get("leak_source"),
             **{k: row.get(k) for k in QUALITY_KEYS}}
-
-
-def roc_plot(scores: dict[str, pd.DataFrame], path: Path, title: str) -> Path:
-    """Log-log ROC of every (model, attack) pair: one colour per model, one line style per attack."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.4, 4.8))
-    floor = 1.0
-    styles = dict(zip(ATTACKS, ("-", "--", ":")))
-    for (name, frame), color in zip(scores.items(), ("black", "tab:red", "tab:blue")):
-        for attack in [a for a in ATTACKS if a in set(frame["attack"])]:
-            s = frame[frame["attack"] == attack]
-            fpr, tpr, low = log_roc(s["is_member"].to_numpy(bool), s["score"].to_numpy(float))
-            floor = min(floor, low)
-            ax.plot(fpr, tpr, color=color, ls=styles[attack], lw=1.4, label=f"{name}, {attack}")
-    ax.plot([floor, 1], [floor, 1], color="grey", ls=":", lw=1, label="chance")
-    ax.set(xscale="log", yscale="log", xlim=(floor, 1), ylim=(floor, 1.05), xlabel="false positive rate",
-           ylabel="true positive rate", title=title)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="lower right")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
