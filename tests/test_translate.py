@@ -33,7 +33,7 @@ def run_dir(tmp_path):
 
 def _expected(g, image: Image.Image, size=32):
     """By hand: bicubic resize, [-1, 1], the network in eval mode, tensor2im's uint8."""
-    x = torch.from_numpy(np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)))
+    x = torch.from_numpy(np.array(image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)))
     x = x.permute(2, 0, 1)[None].float() / 127.5 - 1
     g.eval()
     with torch.no_grad():
