@@ -2,13 +2,14 @@
 import pytest
 import torch
 
+from akdray.attacks.references import serve_generator
 from akdray.config import RunConfig
 from akdray.data.splits import InputImages, PairedImages, Splits
 from akdray.data.synthetic import synthetic_facades
 from akdray.defenses.distill import fit_student, teacher_query
 from akdray.defenses.gauss import add_output_noise
 from akdray.models import build_generator
-from akdray.run import Prepared, _serve_gauss, _serve_generator, _train
+from akdray.run import Prepared, _serve_gauss, _train
 from conftest import TINY
 
 CPU = torch.device("cpu")
@@ -78,7 +79,7 @@ def test_gauss_sigma_zero_equals_teacher_outputs_and_noise_is_seeded():
     cfg = RunConfig(**TINY).replace(method="gauss", teacher_checkpoint="unused", gauss_sigma=0.0)
     teacher = build_generator(cfg)
     x = _pairs(4, "test").x
-    clean = _serve_generator(teacher, cfg, CPU)(x)
+    clean = serve_generator(teacher, cfg, CPU)(x)
     assert torch.equal(_serve_gauss(teacher, cfg, CPU)(x), clean)
     noisy = cfg.replace(gauss_sigma=0.2)
     a, b = _serve_gauss(teacher, noisy, CPU)(x), _serve_gauss(teacher, noisy, CPU)(x)
