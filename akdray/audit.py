@@ -44,9 +44,11 @@ def reference_config(cfg: RunConfig, index: int) -> RunConfig:
                        teacher_checkpoint="", reference_checkpoints="")
 
 
-def audit_data_config(target_cfg: RunConfig, data: str | None) -> RunConfig:
-    """The data the audit reads: the target's own, or the aligned folder ``data`` (same image size)."""
-    cfg = target_cfg.replace(method="teacher", teacher_checkpoint="", reference_checkpoints="")
+def audit_data_config(target_cfg: RunConfig, data: str | None, data_seed: int | None = None) -> RunConfig:
+    """The data the audit reads: the target's own (or another synthetic draw ``data_seed``), or the
+    aligned folder ``data`` (same image size)."""
+    cfg = target_cfg.replace(method="teacher", teacher_checkpoint="", reference_checkpoints="",
+                             **({} if data_seed is None else {"data_seed": data_seed}))
     if not data:
         return cfg
     cfg = cfg.replace(data_source="aligned", data_root=str(data))
@@ -78,7 +80,7 @@ def check_out(out: Path) -> None:
 
 
 def audit_checkpoint(checkpoint: str, out: str | Path, *, data: str | None = None, references: int = 0,
-                     reference_runs: Sequence[str] = ()) -> dict:
+                     reference_runs: Sequence[str] = (), data_seed: int | None = None) -> dict:
     """Everything ``akdray audit`` does; returns the audit record (also written as ``audit.json``)."""
     out = Path(out)
     check_out(out)
@@ -90,7 +92,7 @@ def audit_checkpoint(checkpoint: str, out: str | Path, *, data: str | None = Non
     if references < 0:
         raise ConfigError("--references must be >= 0")
     G, target_cfg = load_target(checkpoint)
-    cfg = audit_data_config(target_cfg, data)
+    cfg = audit_data_config(target_cfg, data, data_seed)
     loaded = load_references(cfg, list(reference_runs))  # checked before anything is trained
     splits = load_splits(cfg)
     out.mkdir(parents=True, exist_ok=True)

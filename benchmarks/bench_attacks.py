@@ -83,6 +83,15 @@ def seed_stage(out: Path, seed: int, k: int, teacher: bool = True) -> None:
         record(out, "teacher", seed, row, time.perf_counter() - t0)
 
 
+def cross_control(out: Path, target: str, seed: int, k: int) -> None:
+    """Control on draw ``seed`` whose target is a reference model of another draw (it never saw any
+    image of draw ``seed``), calibrated with draw ``seed``'s references 0..k-1: no training at all."""
+    t0 = time.perf_counter()
+    refs = [str(out / f"seed{seed}" / f"ref{i}") for i in range(k)]
+    rec = audit_checkpoint(target, out / f"seed{seed}" / "cross_control", reference_runs=refs, data_seed=seed)
+    record(out, "control", seed, rec, time.perf_counter() - t0)
+
+
 def headline_stage(out: Path, seed: int, k: int) -> None:
     refs = ",".join(str(out / f"seed{seed}" / f"ref{i}") for i in range(1, k + 1))
     for method, fields in HEADLINE.items():
@@ -116,13 +125,17 @@ def main() -> int:
     p.add_argument("--references", type=int, default=2, help="K reference models per seed (plus one held out)")
     p.add_argument("--headline", action="store_true", help="also AKD, DMP, DP-SGD and Gauss per seed")
     p.add_argument("--controls-first", action="store_true", help="references and controls of all seeds first")
+    p.add_argument("--cross-control", nargs=2, metavar=("TARGET_RUN", "SEED"),
+                   help="only: control on draw SEED with another draw's reference run as the target")
     p.add_argument("--report", action="store_true", help="only print the tables of OUT/results.jsonl")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 wastes least on a shared machine)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if not args.report:
+    if args.cross_control:
+        cross_control(out, args.cross_control[0], int(args.cross_control[1]), args.references)
+    elif not args.report:
         for seed in args.seeds:  # --controls-first: every seed's references and control before any teacher
             seed_stage(out, seed, args.references, teacher=not args.controls_first)
         for seed in args.seeds:

@@ -2,13 +2,13 @@
 import pytest
 import torch
 
+from akdray.attacks.references import serve_generator
 from akdray.config import RunConfig
 from akdray.data.splits import InputImages, PairedImages, Splits
 from akdray.data.synthetic import synthetic_facades
 from akdray.defenses.distill import fit_student, teacher_query
 from akdray.defenses.gauss import add_output_noise
 from akdray.models import build_generator
-from akdray.attacks.references import serve_generator
 from akdray.run import Prepared, _serve_gauss, _train
 from conftest import TINY
 
