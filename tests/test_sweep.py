@@ -52,7 +52,7 @@ def ensure_ray():
 def test_dry_run_prints_plan_and_writes_nothing(tmp_path, capsys):
     assert pareto.main(["--dry-run", "--storage", str(tmp_path), "--num-samples", "akd=2,gauss=1"]) == 0
     out = capsys.readouterr().out
-    for word in ("stage 0 'reference': 2 reference model(s) per seed", "minimise leak & nkid", "stage 1 'teacher'", "akd-seed0: 2 trial(s)", "distill_lambda in [1, 1000] (log)",
+    for word in ("stage 0 'reference': 2 reference model(s) per seed", "minimise val_leak & val_nkid", "stage 1 'teacher'", "akd-seed0: 2 trial(s)", "distill_lambda in [1, 1000] (log)",
                  "proxy_size in [25, 400]", "dpsgd-seed0", "gauss-seed0: 1 trial(s)", "optuna.db"):
         assert word in out
     assert not any(tmp_path.iterdir())
@@ -125,9 +125,9 @@ def test_failure_aware_search_tells_optuna_fail_not_a_number():
 
 
 def test_pareto_front_keeps_non_dominated_ok_rows():
-    df = pd.DataFrame({"status": ["ok", "ok", "ok", "failed"], "leak": [0.5, 0.6, 0.55, 0.1],
-                       "nkid": [0.3, 0.1, 0.4, 0.0]})
-    assert sorted(pareto_front(df).index) == [0, 1]
+    df = pd.DataFrame({"status": ["ok", "ok", "ok", "failed"], "val_leak": [0.5, 0.6, 0.55, 0.1],
+                       "val_nkid": [0.3, 0.1, 0.4, 0.0]})
+    assert sorted(pareto_front(df).index) == [0, 1]  # the search objectives: validation columns
 
 
 # ------------------------------------------------------------------------------------------------
