@@ -25,6 +25,7 @@ import os
 import tempfile
 import time
 import uuid
+import zlib
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -136,6 +137,8 @@ class SweepSpec:
     train_max_failures: int = 2  # Train retries of a crashed worker
     search_seed: int = 0
     references: int = DEFAULT_REFERENCES  # reference models per (data set, seed): cal and lira attacks
+    refine_trials: int = 0  # --refine-picks: extra trials per unmatched baseline pick and round (0 = off)
+    refine_rounds: int = 2  # at most this many refinement rounds (akdray.sweep_refine)
     verbose: int = 1
     sweep_id: str = ""
 
@@ -183,10 +186,11 @@ class Study:
     seed: int
     space: tuple[Param, ...]
     num_samples: int
+    tag: str = ""  # e.g. "refine1-utility" for the narrowed studies of --refine-picks
 
     @property
     def name(self) -> str:  # Optuna study name and Tune experiment suffix
-        return f"{self.defense}-seed{self.seed}"
+        return f"{self.defense}-seed{self.seed}" + (f"-{self.tag}" if self.tag else "")
 
 
 def base_config(spec: SweepSpec, method: str, seed: int, teacher: str = "", references: str = "") -> RunConfig:
@@ -235,6 +239,8 @@ def validate(spec: SweepSpec) -> list[Study]:
     if base_config(spec, "teacher", spec.seed_list[0]).n_val == 0:
         raise ConfigError("field 'n_val' is 0: a sweep selects on a validation set (val_leak, val_nkid) and keeps the "
                           "test non-members for the tables; give n_val > 0")
+    if spec.refine_trials < 0 or spec.refine_rounds < 1:
+        raise ConfigError("--refine-trials must be >= 0 and --refine-rounds >= 1")
     if spec.references == 1 or spec.references < 0:
         raise ConfigError("--references must be 0 (loss attack only) or at least 2 (LiRA needs 2)")
     for seed in spec.seed_list:
@@ -286,6 +292,11 @@ def describe(spec: SweepSpec, plan: list[Study]) -> str:
     ]
     for s in plan:
         lines.append(f"  {s.name}: {s.num_samples} trial(s); " + "; ".join(p.describe() for p in s.space))
+    if spec.refine_trials:
+        lines.append(f"refine (--refine-picks): for each baseline pick with no trial within tolerance of AKD's pick, "
+                     f"{spec.refine_trials} more trial(s) in a narrowed space, up to {spec.refine_rounds} round(s) "
+                     f"(at most {spec.refine_trials * spec.refine_rounds * 2 * (len(spec.defenses) - ('akd' in spec.defenses))} "
+                     "extra per seed, not in the total)")
     total = spec.seeds * (2 + spec.references) + sum(s.num_samples for s in plan)
     lines.append(f"total: {total} trials; results -> {join(spec.sweep_uri, RESULTS)} (Parquet, method=...)")
     return "\n".join(lines)
@@ -591,7 +602,8 @@ def run_search_stage(spec: SweepSpec, study: Study, teacher_uri: str, resume: bo
     space.update({p.name: p.domain() for p in study.space})
     space[META_KEY] = _meta(spec, "search", study.defense)
     startup = min(10, max(2, study.num_samples // 2))
-    sampler = optuna.samplers.TPESampler(seed=spec.search_seed + study.seed * 101 + DEFENSES.index(study.defense),
+    sampler = optuna.samplers.TPESampler(seed=spec.search_seed + study.seed * 101 + DEFENSES.index(study.defense)
+                                         + zlib.crc32(study.tag.encode()) % 100_003,
                                          n_startup_trials=startup)
     searcher = FailureAwareOptunaSearch(metric=list(OBJECTIVES), mode=list(MODES), sampler=sampler,
                                     study_name=study.name, storage=optuna_storage(spec))
@@ -705,8 +717,11 @@ def probe_writable(uri: str) -> None:
     fs.delete_file(path)
 
 
-def run_sweep(spec: SweepSpec, resume: bool = False) -> pd.DataFrame:
+def run_sweep(spec: SweepSpec, resume: bool = False, pick_fn=None) -> pd.DataFrame:
     """Stage 1 (teachers) then stage 2 (one Optuna search per defense and seed); returns the results.
+
+    With ``spec.refine_trials`` and a ``pick_fn`` (``analysis.picks.matched_picks``), unmatched
+    baseline picks then get refinement trials (:func:`akdray.sweep_refine.refine_picks`).
 
     ``spec`` may come from :func:`init_sweep` already (it then has a ``sweep_id``), as the CLI does
     to refuse bad storage before Ray starts.
@@ -722,6 +737,10 @@ def run_sweep(spec: SweepSpec, resume: bool = False) -> pd.DataFrame:
             print(f"akdray sweep: no successful teacher for seed {study.seed}; skipping {study.name}")
             continue
         run_search_stage(spec, study, teacher, resume, seed_references(spec, study.seed, refs))
+    if spec.refine_trials and pick_fn is not None:
+        from akdray.sweep_refine import refine_picks
+
+        refine_picks(spec, pick_fn, resume)
     print(f"akdray sweep: done in {time.perf_counter() - t0:.0f} s -> {spec.sweep_uri}")
     df = read_dataset(spec.sweep_uri, RESULTS)
     return df[df["sweep_id"] == spec.sweep_id] if not df.empty else df
