@@ -55,7 +55,9 @@ class RunConfig:
     proxy_size: int = 100  # seeded subset of the pool the student sees
     n_test: int = 1000  # the attack's non-members: 1,000 so TPR at 1 % FPR rests on 10 false positives
     reference_pool_size: int = 0  # synthetic `reference` role images reference models draw from; 0 = 2 x n_train
-    n_val: int = 500  # validation non-members (synthetic `val` role; aligned: the last n_val files of proxy_split); 0 = none
+    # validation non-members (synthetic `val` role; aligned: the last n_val files of proxy_split); 0 = none;
+    # -1 = auto: 500 for synthetic data, 0 for an aligned folder (the paper presets set theirs; sweeps need > 0)
+    n_val: int = -1
 
     # --- models -----------------------------------------------------------------------
     ngf: int = 16  # generator width (the student's, for distillation methods)
@@ -126,12 +128,27 @@ class RunConfig:
         return self.seed if self.data_seed == -1 else self.data_seed
 
     @property
+    def resolved_n_val(self) -> int:
+        """``n_val``, or for -1: 500 synthetic validation non-members, none for an aligned folder."""
+        return resolve_n_val(self.n_val, self.data_source)
+
+    @property
     def resolved_reference_pool(self) -> int:
         return self.reference_pool_size or 2 * self.n_train
 
     @property
     def reference_list(self) -> list[str]:
         return [p.strip() for p in self.reference_checkpoints.split(",") if p.strip()]
+
+
+SYNTHETIC_N_VAL = 500
+
+
+def resolve_n_val(n_val: int, data_source: str) -> int:
+    """The number of validation non-members a config asks for (see ``RunConfig.n_val``)."""
+    if n_val != -1:
+        return n_val
+    return SYNTHETIC_N_VAL if data_source == "synthetic" else 0
 
 
 _TYPE_NAMES = {"str": str, "int": int, "float": float, "bool": bool}
@@ -197,8 +214,10 @@ def _check_values(cfg: RunConfig) -> None:
     for name in ("beta1", "beta2"):
         if not 0.0 <= getattr(cfg, name) < 1.0:
             raise ConfigError(f"field {name!r} must be in [0, 1), got {getattr(cfg, name)}")
-    _positive(cfg, "reference_pool_size", "n_val", allow_zero=True)
-    if cfg.eval_split == "val" and cfg.n_val == 0:
+    _positive(cfg, "reference_pool_size", allow_zero=True)
+    if cfg.n_val < -1:
+        raise ConfigError(f"field 'n_val' must be >= 0, or -1 for auto; got {cfg.n_val}")
+    if cfg.eval_split == "val" and cfg.resolved_n_val == 0:
         raise ConfigError("field 'eval_split' is 'val' but 'n_val' is 0: there is no validation set to evaluate on")
     if cfg.attack_bootstrap < 1000:
         raise ConfigError(f"field 'attack_bootstrap' must be at least 1000 resamples, got {cfg.attack_bootstrap}")

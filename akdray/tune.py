@@ -36,7 +36,7 @@ import pandas as pd
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
-from akdray.config import METHODS_NEEDING_TEACHER, ConfigError, RunConfig, from_dict, make_config
+from akdray.config import METHODS_NEEDING_TEACHER, ConfigError, RunConfig, from_dict, make_config, resolve_n_val
 from akdray.data.aligned import DataError, list_images
 from akdray.pareto import pareto_mask
 from akdray.parquet_sink import (
@@ -236,9 +236,10 @@ def validate(spec: SweepSpec) -> list[Study]:
     if {"method", "teacher_checkpoint", "reference_checkpoints", "eval_split"} & set(spec.overrides):
         raise ConfigError("--set method=/teacher_checkpoint=/reference_checkpoints=/eval_split= is not allowed in a "
                           "sweep (the stages set them)")
-    if base_config(spec, "teacher", spec.seed_list[0]).n_val == 0:
-        raise ConfigError("field 'n_val' is 0: a sweep selects on a validation set (val_leak, val_nkid) and keeps the "
-                          "test non-members for the tables; give n_val > 0")
+    if base_config(spec, "teacher", spec.seed_list[0]).resolved_n_val == 0:
+        raise ConfigError("field 'n_val' is 0 (the default for an aligned folder): a sweep selects on a validation set "
+                          "(val_leak, val_nkid) and keeps the test non-members for the tables; --set n_val=N (N > 0 "
+                          "files carved from the end of proxy_split)")
     if spec.refine_trials < 0 or spec.refine_rounds < 1:
         raise ConfigError("--refine-trials must be >= 0 and --refine-rounds >= 1")
     if spec.references == 1 or spec.references < 0:
@@ -285,7 +286,7 @@ def describe(spec: SweepSpec, plan: list[Study]) -> str:
         f"without GPUs idle trial slots go to the teachers)",
         f"  + {spec.seeds} '{GROUPNORM_PICK}' trial(s): the teacher with norm=group (DP-SGD's architecture), Table II",
         f"stage 2 'search': OptunaSearch (multi-objective TPE), minimise {' & '.join(OBJECTIVES)} on the validation set "
-        f"({teacher.n_val} validation non-members vs half of the members; search trials never load the test images); "
+        f"({teacher.resolved_n_val} validation non-members vs half of the members; search trials never load the test images); "
         f"studies in {optuna_url(spec)}",
         f"  budget per defense and seed: " + ", ".join(f"{d}={spec.num_samples[d]}" for d in spec.defenses)
         + (" (equal)" if len({spec.num_samples[d] for d in spec.defenses}) == 1 else " (UNEQUAL: not a fair comparison)"),
@@ -311,7 +312,8 @@ def _finalize_row(row: dict[str, Any]) -> dict[str, Any]:
     for key, value in row.items():
         if isinstance(value, float) and math.isnan(value):
             row[key] = None
-    split, has_val = row.get("eval_split", "both"), bool(row.get("n_val"))
+    split = row.get("eval_split", "both")
+    has_val = resolve_n_val(int(row.get("n_val") or 0), str(row.get("data_source", "synthetic"))) > 0
     needed = (OBJECTIVES if split != "test" and has_val else ()) + (TEST_OBJECTIVES if split != "val" else ())
     if row.get("method") == "reference":
         needed = ("leak",)  # a reference run has no KID and no validation audit

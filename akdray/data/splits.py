@@ -96,7 +96,7 @@ def empty_pairs(size: int) -> PairedImages:
 def wants(cfg: RunConfig, role: str) -> bool:
     """Whether a run evaluates on ``role`` ("test" or "val") under its ``eval_split``."""
     if role == "val":
-        return cfg.n_val > 0 and cfg.eval_split in ("both", "val")
+        return cfg.resolved_n_val > 0 and cfg.eval_split in ("both", "val")
     return cfg.eval_split in ("both", "test")
 
 
@@ -113,7 +113,7 @@ def carve_validation(pool: PairedImages, n_val: int, proxy_size: int, split: str
 
 def _load_roles(cfg: RunConfig) -> tuple[PairedImages, PairedImages, PairedImages, PairedImages | None]:
     """(train, proxy pool, test, validation); test is empty and never read when the run does not want it."""
-    want_test, n_val = wants(cfg, "test"), cfg.n_val
+    want_test, n_val = wants(cfg, "test"), cfg.resolved_n_val
     if cfg.data_source == "synthetic":
         make = lambda n, role: PairedImages(*synthetic_facades(  # noqa: E731
             n, cfg.image_size, cfg.resolved_data_seed, role, cfg.synthetic_style))
