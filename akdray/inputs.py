@@ -1,6 +1,6 @@
 """Input images for ``translate`` and ``protect``: one image, a folder, or an aligned A|B folder.
 
-Files are listed and their headers checked (readable, at most :data:`MAX_PIXELS`, layout) before
+Files are listed and their headers checked (readable, at most :data:`akdray.data.aligned.MAX_PIXELS`, layout) before
 any work; then each is decoded by :func:`akdray.data.aligned.read_rgb`, the input half is cut out of
 an A|B file (the target half is dropped right after decoding and never leaves this module) and
 resized to the model's size with bicubic interpolation, as the official pix2pix test pipeline does.
@@ -12,13 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from akdray.data.aligned import IMAGE_SUFFIXES, DataError, list_images, read_rgb
-from akdray.data.aligned import _resize as resize_square  # the aligned loader's bicubic resize
+from akdray.data.aligned import IMAGE_SUFFIXES, DataError, header_size, list_images, read_rgb, resize_square
 from akdray.data.splits import InputImages
 
-MAX_PIXELS = 64_000_000  # refuse larger images (decompression bombs) before decoding them
 LAYOUTS = ("auto", "single", "aligned")
 
 
@@ -28,18 +25,6 @@ class InputFile:
 
     path: Path
     aligned: bool
-
-
-def _header_size(path: Path) -> tuple[int, int]:
-    try:
-        with Image.open(path) as img:
-            width, height = img.size
-    except Exception as exc:  # noqa: BLE001 - PIL raises many types (incl. DecompressionBombError)
-        raise DataError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from None
-    if width * height > MAX_PIXELS:
-        raise DataError(f"image {path} has {width}x{height} = {width * height:,} pixels, more than the "
-                        f"{MAX_PIXELS:,} allowed (a decompression bomb or not a pix2pix image)")
-    return width, height
 
 
 def list_input_files(path: str | Path, layout: str = "auto") -> list[InputFile]:
@@ -56,7 +41,7 @@ def list_input_files(path: str | Path, layout: str = "auto") -> list[InputFile]:
         files = list_images(root)
     else:
         raise DataError(f"input {root} does not exist")
-    sizes = [_header_size(f) for f in files]
+    sizes = [header_size(f) for f in files]
     pair = [w == 2 * h for w, h in sizes]
     if layout == "auto" and any(pair) and not all(pair):
         odd = files[pair.index(False)]

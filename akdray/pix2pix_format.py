@@ -133,7 +133,7 @@ def normalise_state(state: dict, file: Path) -> dict[str, torch.Tensor]:
         raise _refuse(file, f"holds {type(state).__name__}, not a non-empty state_dict")
     for key, value in state.items():
         if not isinstance(key, str) or not torch.is_tensor(value):
-            raise _refuse(file, f"entry {key!r} is a {type(value).__name__}, not a tensor: not a state_dict of a network")
+            raise _refuse(file, f"entry {key!r} holds a {type(value).__name__} value, not a tensor: not a state_dict of a network")
     if all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     if OUTER + "0.bias" in state:  # instance norm: no norm buffers in the official network today

@@ -251,9 +251,9 @@ def test_fit_reports_privacy(fitted) -> None:
     assert len(history.epochs) == 2 and set(history.epochs[0]) == {"loss_D", "loss_G_gan", "loss_G_l1"}
     assert set(privacy) == {"dp_epsilon", "dp_delta", "dp_sample_rate", "dp_steps"}
     assert privacy["dp_steps"] == 2 * 4 and privacy["dp_sample_rate"] == pytest.approx(0.25)
-    assert privacy["dp_delta"] == pytest.approx(1 / 16)  # cfg.dp_delta = 0 -> 1 / N_train
-    assert privacy["dp_epsilon"] == pytest.approx(dp_epsilon(2.0, 0.25, 8, 1 / 16))
-    assert math.isfinite(privacy["dp_epsilon"]) and privacy["dp_epsilon"] < dp_epsilon(0.7, 0.25, 8, 1 / 16)
+    assert privacy["dp_delta"] == pytest.approx(1 / 160)  # cfg.dp_delta = 0 -> 1 / (10 N_train)
+    assert privacy["dp_epsilon"] == pytest.approx(dp_epsilon(2.0, 0.25, 8, 1 / 160))
+    assert math.isfinite(privacy["dp_epsilon"]) and privacy["dp_epsilon"] < dp_epsilon(0.7, 0.25, 8, 1 / 160)
 
 
 # ------------------------------------------------------------------------------------------------

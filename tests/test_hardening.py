@@ -279,7 +279,7 @@ def test_diverging_run_exits_1_with_a_failed_row(tmp_path, capsys):
     assert code == 1
     row = json.loads((tmp_path / "o" / "row.json").read_text())
     assert row["status"] == "failed" and row["error"].startswith("diverged: non-finite loss")
-    assert row["mia_auc"] is None and row["nkid"] is None
+    assert row["loss_auc"] is None and row["leak"] is None and row["nkid"] is None
 
 
 # ------------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-import akdray.inputs
+import akdray.data.aligned
 from akdray.checkpoint import save_generator
 from akdray.cli import main
 from akdray.config import RunConfig
@@ -113,7 +113,7 @@ def _bomb(src):  # over the (lowered) pixel cap
 @pytest.mark.parametrize("breaker", [_corrupt, _mixed, _same_stem, _bomb])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, run_dir, capsys, monkeypatch, breaker):
     run, _ = run_dir
-    monkeypatch.setattr(akdray.inputs, "MAX_PIXELS", 10_000)
+    monkeypatch.setattr(akdray.data.aligned, "MAX_PIXELS", 10_000)
     src = tmp_path / "in"
     src.mkdir()
     _img(src / "a.png", 32, 32)

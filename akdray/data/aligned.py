@@ -32,14 +32,28 @@ def list_images(folder: Path) -> list[Path]:
     return files
 
 
+def _check_pixels(path: Path, width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise DataError(f"image {path} is {width}x{height} = {width * height / 1e6:.0f} Mpx, over the "
+                        f"{MAX_PIXELS / 1e6:.0f} Mpx limit (a decompression bomb or not a pix2pix image)")
+
+
+def header_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file's header only, refused over MAX_PIXELS; nothing is decoded."""
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from None
+    _check_pixels(path, width, height)
+    return width, height
+
+
 def read_rgb(path: Path) -> Image.Image:
     """Decode an image fully (so truncated or corrupt files fail here, named); refuse > MAX_PIXELS."""
     try:
         with Image.open(path) as img:
-            width, height = img.size
-            if width * height > MAX_PIXELS:
-                raise DataError(f"image {path} is {width}x{height} = {width * height / 1e6:.0f} Mpx, over the "
-                                f"{MAX_PIXELS / 1e6:.0f} Mpx limit (a decompression bomb or not a pix2pix image)")
+            _check_pixels(path, *img.size)
             img.load()
             return img.convert("RGB")
     except DataError:
@@ -48,7 +62,8 @@ def read_rgb(path: Path) -> Image.Image:
         raise DataError(f"cannot decode image {path}: {exc}") from None
 
 
-def _resize(img: Image.Image, size: int) -> np.ndarray:
+def resize_square(img: Image.Image, size: int) -> np.ndarray:
+    """``size`` x ``size`` uint8 array, bicubic (PIL), as pix2pix's loader resizes."""
     if img.size != (size, size):
         img = img.resize((size, size), Image.Resampling.BICUBIC)
     return np.asarray(img, dtype=np.uint8)
@@ -67,8 +82,8 @@ def load_aligned_split(folder: Path, size: int, direction: str, limit: int = 0):
         if width % 2:
             raise DataError(f"{path} is not an A|B pair: width {width} is odd (expected A and B side by side)")
         half = width // 2
-        a = _resize(img.crop((0, 0, half, height)), size)
-        b = _resize(img.crop((half, 0, width, height)), size)
+        a = resize_square(img.crop((0, 0, half, height)), size)
+        b = resize_square(img.crop((half, 0, width, height)), size)
         x, y = (a, b) if direction == "AtoB" else (b, a)
         xs.append(x)
         ys.append(y)
