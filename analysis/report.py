@@ -162,7 +162,10 @@ def build_report(sweep_dir: str, out: Path, tol: float = picking.DEFAULT_TOL, se
 
     doc.heading("Pareto fronts and hypervolume (Figs 3/4)")
     doc.text("Both objectives are minimised: leak = max over the attacks (loss, cal, lira) of max(AUC, 1 - AUC), "
-             "0.5 = no measurable leakage, and NKID; the ideal point is (0.5, 0). Hypervolume: exact 2-D area dominated "
+             "0.5 = no measurable leakage, and NKID; the ideal point is (0.5, 0). Fronts, hypervolumes and picks use "
+             + ("the validation measures (val_leak, val_nkid: validation half of the members vs validation "
+                "non-members), never the test set; " if fronts.uses_validation(results) else "the test measures; ")
+             + "Tables II-IV use the test measures. Hypervolume: exact 2-D area dominated "
              "by each method's front inside the box bounded by the reference point (leak 1.0, NKID 1.0); larger is "
              "better, at most 0.5.")
     doc.table(_fmt(hv), "Hypervolume per method (fronts from teacher and search stages).")
