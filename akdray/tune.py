@@ -38,6 +38,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from akdray.config import METHODS_NEEDING_TEACHER, ConfigError, RunConfig, from_dict, make_config, resolve_n_val
 from akdray.data.aligned import DataError, list_images
+from akdray.data.splits import check_carve
 from akdray.pareto import pareto_mask
 from akdray.parquet_sink import (
     CONFIRM_KEY, META_KEY, RESULTS, SINK_FAILURES, ParquetSink, read_dataset, split_trial_config,
@@ -236,10 +237,6 @@ def validate(spec: SweepSpec) -> list[Study]:
     if {"method", "teacher_checkpoint", "reference_checkpoints", "eval_split"} & set(spec.overrides):
         raise ConfigError("--set method=/teacher_checkpoint=/reference_checkpoints=/eval_split= is not allowed in a "
                           "sweep (the stages set them)")
-    if base_config(spec, "teacher", spec.seed_list[0]).resolved_n_val == 0:
-        raise ConfigError("field 'n_val' is 0 (the default for an aligned folder): a sweep selects on a validation set "
-                          "(val_leak, val_nkid) and keeps the test non-members for the tables; --set n_val=N (N > 0 "
-                          "files carved from the end of proxy_split)")
     if spec.refine_trials < 0 or spec.refine_rounds < 1:
         raise ConfigError("--refine-trials must be >= 0 and --refine-rounds >= 1")
     if spec.references == 1 or spec.references < 0:
@@ -247,6 +244,10 @@ def validate(spec: SweepSpec) -> list[Study]:
     for seed in spec.seed_list:
         base_config(spec, "teacher", seed)
     check_sweep_data(base_config(spec, "teacher", spec.seed_list[0]))
+    if base_config(spec, "teacher", spec.seed_list[0]).resolved_n_val == 0:
+        raise ConfigError("field 'n_val' is 0 (the default for an aligned folder): a sweep selects on a validation set "
+                          "(val_leak, val_nkid) and keeps the test non-members for the tables; --set n_val=N (N > 0 "
+                          "files carved from the end of proxy_split)")
     return studies(spec)
 
 
@@ -267,6 +268,13 @@ def check_sweep_data(cfg: RunConfig) -> None:
         except DataError as exc:
             raise ConfigError(f"field 'data_root': {exc}; on a cluster, put the data on shared storage "
                               "(data_root=s3://bucket/prefix) or on every node at this path") from None
+    if cfg.resolved_n_val:  # the validation non-members are carved from the proxy folder: enough files?
+        n_pool = len(list_images(Path(cfg.data_root) / cfg.proxy_split))
+        try:
+            check_carve(n_pool // 2 if cfg.proxy_split == cfg.test_split else n_pool, cfg.resolved_n_val,
+                        cfg.proxy_size, cfg.proxy_split)
+        except DataError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def describe(spec: SweepSpec, plan: list[Study]) -> str:

@@ -87,9 +87,13 @@ def test_aligned_validation_is_carved_from_the_proxy_folder_or_refused(tmp_path)
     with pytest.raises(DataError, match=r"carving the last n_val=4 .* leaves 2, fewer than proxy_size=3"):
         load_splits(cfg.replace(n_val=4))
     assert load_splits(cfg.replace(n_val=-1)).val is None  # auto: none for an aligned folder
+    aligned = {"data_source": "aligned", "data_root": str(root), "n_train": 0, "proxy_pool_size": 0, "n_test": 0,
+               "proxy_size": 3, "image_size": 16, "d_layers": 2}
     with pytest.raises(ConfigError, match="n_val"):
-        pareto.validate(SweepSpec(name="x", storage="/tmp", overrides={"data_source": "aligned", "data_root": str(root),
-                                                                       "n_val": 0}))
+        pareto.validate(SweepSpec(name="x", storage="/tmp", overrides={**aligned, "n_val": 0}))
+    with pytest.raises(ConfigError, match="leaves 2, fewer than proxy_size=3"):  # refused before any trial
+        pareto.validate(SweepSpec(name="x", storage="/tmp", overrides={**aligned, "n_val": 4}))
+    assert pareto.validate(SweepSpec(name="x", storage="/tmp", overrides={**aligned, "n_val": 2}))
 
 
 # ------------------------------------------------------------------------------------------------

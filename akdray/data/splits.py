@@ -103,12 +103,18 @@ def wants(cfg: RunConfig, role: str) -> bool:
 def carve_validation(pool: PairedImages, n_val: int, proxy_size: int, split: str) -> tuple[PairedImages, PairedImages]:
     """Aligned data: the last ``n_val`` files of the proxy folder are the validation non-members, the
     rest the proxy pool. Refuses (DataError) when fewer than ``proxy_size`` (and at least 1) remain."""
-    rest = len(pool) - n_val
+    rest = check_carve(len(pool), n_val, proxy_size, split)
+    return pool.subset(torch.arange(rest)), pool.subset(torch.arange(rest, len(pool)))
+
+
+def check_carve(n_pool: int, n_val: int, proxy_size: int, split: str) -> int:
+    """Images left for the proxy pool after carving ``n_val``; DataError when fewer than ``proxy_size``."""
+    rest = n_pool - n_val
     if rest < max(1, proxy_size):
-        raise DataError(f"split {split!r} has {len(pool)} images for the proxy pool: carving the last n_val={n_val} "
+        raise DataError(f"split {split!r} has {n_pool} images for the proxy pool: carving the last n_val={n_val} "
                         f"as validation non-members leaves {max(rest, 0)}, fewer than proxy_size={max(1, proxy_size)}; "
                         "lower n_val or proxy_size (--set n_val=... / proxy_size=...)")
-    return pool.subset(torch.arange(rest)), pool.subset(torch.arange(rest, len(pool)))
+    return rest
 
 
 def _load_roles(cfg: RunConfig) -> tuple[PairedImages, PairedImages, PairedImages, PairedImages | None]:
