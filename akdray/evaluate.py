@@ -82,7 +82,8 @@ def evaluate(serve: Serve, splits: Splits, cfg: RunConfig, *, proxy_leakage: boo
     frames = []
     if splits.val is not None:
         vrow, vscores, _, _ = _audit_block(serve, references, val_members, splits.val, cfg)
-        row.update({f"val_{k}": v for k, v in vrow.items() if f"val_{k}" in VAL_METRIC_KEYS})
+        row.update({f"val_{k}": v for k, v in vrow.items() if f"val_{k}" in VAL_METRIC_KEYS},
+                   n_references=vrow["n_references"])  # a property of the run, the same in both blocks
         frames.append(vscores.assign(attack="val_" + vscores["attack"],  # kept apart from the test block's curves
                                      role=vscores["role"].where(vscores["is_member"], "val")))
         if quality_metrics:

@@ -43,6 +43,7 @@ def test_search_trial_never_reads_test_images(monkeypatch):
     assert out["status"] == "ok", out["error"]
     assert all(isinstance(out[k], float) for k in OBJECTIVES)  # val_leak, val_nkid
     assert out["leak"] is None and out["nkid"] is None and out["loss_auc"] is None  # no test block
+    assert out["n_references"] == 0
 
 
 def test_search_evaluation_with_the_test_role_guarded():
