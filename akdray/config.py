@@ -19,6 +19,7 @@ METHODS_NEEDING_TEACHER = ("akd", "dmp", "gauss")
 DATA_SOURCES = ("synthetic", "aligned")
 NORMS = ("batch", "instance", "group")
 INFERENCE_MODES = ("eval", "train")
+EVAL_SPLITS = ("both", "val", "test")  # which audit sets evaluate() reads (a search trial: "val" only)
 DIRECTIONS = ("AtoB", "BtoA")
 GAN_MODES = ("vanilla", "lsgan")
 SYNTHETIC_STYLES = ("textured", "flat")
@@ -54,6 +55,9 @@ class RunConfig:
     proxy_size: int = 100  # seeded subset of the pool the student sees
     n_test: int = 1000  # the attack's non-members: 1,000 so TPR at 1 % FPR rests on 10 false positives
     reference_pool_size: int = 0  # synthetic `reference` role images reference models draw from; 0 = 2 x n_train
+    # validation non-members (synthetic `val` role; aligned: the last n_val files of proxy_split); 0 = none;
+    # -1 = auto: 500 for synthetic data, 0 for an aligned folder (the paper presets set theirs; sweeps need > 0)
+    n_val: int = -1
 
     # --- models -----------------------------------------------------------------------
     ngf: int = 16  # generator width (the student's, for distillation methods)
@@ -77,6 +81,7 @@ class RunConfig:
 
     # --- evaluation ---------------------------------------------------------------------
     inference_mode: str = "eval"  # mode of the deployed generator during evaluation
+    eval_split: str = "both"  # val: only the validation set (val_* columns; test images never loaded) | test | both
     attack_n_per_side: int = 0  # members = non-members = this many; 0 = every training pair and every test pair
     reference_checkpoints: str = ""  # comma-separated reference run folders / URIs (calibrated attacks cal, lira)
     attack_bootstrap: int = 1000  # bootstrap resamples of each attack's AUC confidence interval
@@ -123,12 +128,27 @@ class RunConfig:
         return self.seed if self.data_seed == -1 else self.data_seed
 
     @property
+    def resolved_n_val(self) -> int:
+        """``n_val``, or for -1: 500 synthetic validation non-members, none for an aligned folder."""
+        return resolve_n_val(self.n_val, self.data_source)
+
+    @property
     def resolved_reference_pool(self) -> int:
         return self.reference_pool_size or 2 * self.n_train
 
     @property
     def reference_list(self) -> list[str]:
         return [p.strip() for p in self.reference_checkpoints.split(",") if p.strip()]
+
+
+SYNTHETIC_N_VAL = 500
+
+
+def resolve_n_val(n_val: int, data_source: str) -> int:
+    """The number of validation non-members a config asks for (see ``RunConfig.n_val``)."""
+    if n_val != -1:
+        return n_val
+    return SYNTHETIC_N_VAL if data_source == "synthetic" else 0
 
 
 _TYPE_NAMES = {"str": str, "int": int, "float": float, "bool": bool}
@@ -169,6 +189,7 @@ def _check_values(cfg: RunConfig) -> None:
     _choice(cfg, "direction", DIRECTIONS)
     _choice(cfg, "gan_mode", GAN_MODES)
     _choice(cfg, "synthetic_style", SYNTHETIC_STYLES)
+    _choice(cfg, "eval_split", EVAL_SPLITS)
     if cfg.preset not in PRESETS:
         raise ConfigError(f"field 'preset': unknown preset {cfg.preset!r}; known: {', '.join(PRESETS)}")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
@@ -194,6 +215,10 @@ def _check_values(cfg: RunConfig) -> None:
         if not 0.0 <= getattr(cfg, name) < 1.0:
             raise ConfigError(f"field {name!r} must be in [0, 1), got {getattr(cfg, name)}")
     _positive(cfg, "reference_pool_size", allow_zero=True)
+    if cfg.n_val < -1:
+        raise ConfigError(f"field 'n_val' must be >= 0, or -1 for auto; got {cfg.n_val}")
+    if cfg.eval_split == "val" and cfg.resolved_n_val == 0:
+        raise ConfigError("field 'eval_split' is 'val' but 'n_val' is 0: there is no validation set to evaluate on")
     if cfg.attack_bootstrap < 1000:
         raise ConfigError(f"field 'attack_bootstrap' must be at least 1000 resamples, got {cfg.attack_bootstrap}")
     n_refs = len(cfg.reference_list)
@@ -232,21 +257,23 @@ def _check_values(cfg: RunConfig) -> None:
 PRESETS: dict[str, dict[str, Any]] = {
     # The embedded default: procedural facades at 32x32, fast on 2 CPU cores.
     "cpu-small": {},
-    # CMP Facades as in the paper: 400 train / 100 val (proxy) / 106 test, 256x256,
+    # CMP Facades as in the paper: 400 train / 100 val (80 proxy + 20 validation) / 106 test, 256x256,
     # 200 epochs (100 constant + 100 linear decay), batch 1, lambda 100, Adam 2e-4 (0.5, 0.999).
     "facades": dict(
         data_source="aligned", data_root="datasets/facades", direction="BtoA",
-        image_size=256, n_train=0, proxy_pool_size=0, proxy_size=100, n_test=0,
+        image_size=256, n_train=0, proxy_pool_size=0, proxy_size=80, n_test=0,
+        n_val=20,  # validation non-members: the last 20 of the 100 val files; the other 80 are the proxy pool
         ngf=64, ndf=64, epochs=100, epochs_decay=100, batch_size=1,
         distill_epochs=100, distill_epochs_decay=100, kid_max_images=0, kid_subset_size=100,
         inference_mode="train", teacher_inference_mode="train",  # as the official test.py (no --eval)
         jitter=True,  # as pix2pix trains: --preprocess resize_and_crop, load 286, crop 256, flip
     ),
-    # Cityscapes: 2,975 train; the 500 val images are cut in halves into proxy and test.
+    # Cityscapes: 2,975 train; the 500 val images are cut in halves into proxy (200 + 50 validation) and test.
     "cityscapes": dict(
         data_source="aligned", data_root="datasets/cityscapes", direction="BtoA",
         train_split="train", proxy_split="val", test_split="val",
-        image_size=256, n_train=0, proxy_pool_size=0, proxy_size=250, n_test=0,
+        image_size=256, n_train=0, proxy_pool_size=0, proxy_size=200, n_test=0,
+        n_val=50,  # validation non-members: the last 50 of the proxy half of val; the other 200 are the proxy pool
         ngf=64, ndf=64, epochs=100, epochs_decay=100, batch_size=1,
         distill_epochs=100, distill_epochs_decay=100, kid_max_images=0, kid_subset_size=100,
         inference_mode="train", teacher_inference_mode="train", jitter=True,

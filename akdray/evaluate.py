@@ -4,6 +4,12 @@ KID/NKID and the gap (Eq. 6).
 The deployed model is seen only as ``serve``: uint8 inputs in, uint8 images out - what a user of
 the API would get. So are the K reference models. Members are the training pairs, non-members the
 test pairs (all of them by default; see :func:`akdray.attacks.suite.audit_sample`).
+
+With a validation set (``n_val > 0``) the members are cut in two disjoint halves by a seeded
+permutation (:func:`member_halves`): the validation half is audited against the validation
+non-members (columns ``val_*``, the search objectives ``val_leak`` and ``val_nkid``), the test half
+against the test non-members (the unprefixed columns the report's tables use). ``eval_split="val"``
+(a search trial) computes the validation block only; the test images are not even loaded.
 """
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ from akdray.attacks.signals import Serve, model_losses, reference_losses
 from akdray.attacks.suite import audit_sample, membership_row, run_attacks, scores_frame
 from akdray.config import RunConfig
 from akdray.data.splits import PairedImages, Splits
-from akdray.schema import SAMPLE_COLUMNS
+from akdray.schema import SAMPLE_COLUMNS, VAL_METRIC_KEYS
 
 
 def _kid_set(pairs: PairedImages, cap: int) -> PairedImages:
@@ -45,14 +51,51 @@ def audit(serve: Serve, references: Sequence[Serve], members: PairedImages, nonm
     return row, frame, (loss_in, loss_out)
 
 
+def member_halves(n_members: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Disjoint (validation, test) halves of the member indices, a permutation drawn with ``seed``."""
+    order = torch.randperm(n_members, generator=torch.Generator().manual_seed(seed + 65_537))
+    half = n_members // 2
+    return order[:half].sort().values, order[half:].sort().values
+
+
+def _audit_block(serve: Serve, references: Sequence[Serve], members: PairedImages, nonmembers: PairedImages,
+                 cfg: RunConfig) -> tuple[dict, pd.DataFrame, tuple[np.ndarray, np.ndarray], PairedImages]:
+    members_idx, nonmembers_idx = audit_sample(len(members), len(nonmembers), cfg.attack_n_per_side, cfg.seed)
+    audited = nonmembers.subset(nonmembers_idx)
+    row, scores, losses = audit(serve, references, members.subset(members_idx), audited, cfg)
+    return row, scores, losses, audited
+
+
 def evaluate(serve: Serve, splits: Splits, cfg: RunConfig, *, proxy_leakage: bool, references: Sequence[Serve] = (),
              quality_metrics: bool = True, device: torch.device | str = "cpu") -> tuple[dict, pd.DataFrame]:
-    """All metrics of one deployed model and the per-image attack scores behind them."""
-    members_idx, nonmembers_idx = audit_sample(len(splits.train), len(splits.test), cfg.attack_n_per_side, cfg.seed)
-    members, nonmembers = splits.train.subset(members_idx), splits.test.subset(nonmembers_idx)
-    row, scores, (loss_in, loss_out) = audit(serve, references, members, nonmembers, cfg)
+    """All metrics of one deployed model and the per-image attack scores behind them.
+
+    Test block (``eval_split`` test or both): the attack suite, proxy leakage, KID/NKID on test and
+    train, the gap. Validation block (``splits.val`` present): the attack suite and NKID with a
+    ``val_`` prefix (``val_leak``, ``val_nkid``, ...; score rows of attack ``val_<attack>``, non-member role ``val``).
+    """
+    val_members, test_members = splits.train, splits.train
+    if splits.val is not None:
+        val_idx, test_idx = member_halves(len(splits.train), cfg.seed)
+        val_members, test_members = splits.train.subset(val_idx), splits.train.subset(test_idx)
+    row: dict = {}
+    frames = []
+    if splits.val is not None:
+        vrow, vscores, _, _ = _audit_block(serve, references, val_members, splits.val, cfg)
+        row.update({f"val_{k}": v for k, v in vrow.items() if f"val_{k}" in VAL_METRIC_KEYS},
+                   n_references=vrow["n_references"])  # a property of the run, the same in both blocks
+        frames.append(vscores.assign(attack="val_" + vscores["attack"],  # kept apart from the test block's curves
+                                     role=vscores["role"].where(vscores["is_member"], "val")))
+        if quality_metrics:
+            val_q = _quality(serve, _kid_set(splits.val, cfg.kid_max_images), f"{splits.key}-val", cfg, device)
+            row.update(val_kid=val_q["kid"], val_nkid=val_q["nkid"])
+    if cfg.eval_split == "val":
+        return row, pd.concat(frames, ignore_index=True)
+
+    trow, scores, (loss_in, loss_out), nonmembers = _audit_block(serve, references, test_members, splits.test, cfg)
+    row.update(trow)
     row["train_l1"], row["test_l1"] = float(loss_in.mean()), float(loss_out.mean())
-    frames = [scores]
+    frames.append(scores)
 
     if proxy_leakage:  # Section V-B: proxy pairs (with their real labels) as members, loss attack
         n = min(len(splits.proxy), len(nonmembers))

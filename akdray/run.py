@@ -114,7 +114,8 @@ def execute(p: Prepared) -> dict[str, Any]:
         evaluated, scores = evaluate(serve, p.splits, cfg, proxy_leakage=cfg.method in DISTILLATION_METHODS,
                                      references=references, quality_metrics=cfg.method != "reference", device=p.device)
         metrics.update(evaluated)
-        samples = sample_images(serve, p.splits.test, cfg.n_sample_images)
+        shown = p.splits.val if cfg.eval_split == "val" else p.splits.test  # a search trial: no test image
+        samples = sample_images(serve, shown, cfg.n_sample_images)
         eval_s = time.perf_counter() - t0 - train_s
     except TrainingDiverged as exc:
         status, error = "failed", f"diverged: {exc}"

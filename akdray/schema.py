@@ -17,12 +17,17 @@ def attack_columns(prefix: str) -> tuple[str, ...]:
     return tuple(f"{prefix}_{s}" for s in ATTACK_SUFFIXES)
 
 
-TEXT_METRIC_KEYS = ("leak_source",)  # the attacks ``leak`` was taken over, e.g. "loss,cal,lira"
+TEXT_METRIC_KEYS = ("leak_source", "val_leak_source")  # the attacks ``leak`` was taken over, e.g. "loss,cal,lira"
+# The validation block (search objectives val_leak, val_nkid): the attack suite on the validation half
+# of the members vs the validation non-members, and KID/NKID of the validation images.
+VAL_METRIC_KEYS = tuple(f"val_{c}" for c in (
+    *(c for a in ATTACKS for c in attack_columns(a)), "attack_n_members", "attack_n_nonmembers", "leak", "leak_source",
+    "kid", "nkid"))
 METRIC_KEYS = (
     *(c for a in ATTACKS for c in attack_columns(a)), "attack_n_members", "attack_n_nonmembers", "n_references",
     "leak", "leak_source", *attack_columns("proxy_mia"), "proxy_mia_n_members", "proxy_mia_n_nonmembers",
     "train_l1", "test_l1", "kid", "kid_std", "kid_max", "nkid", "kid_subset_size_used", "kid_train", "nkid_train",
-    "gen_gap", "dp_epsilon", "dp_sample_rate", "dp_steps", "final_loss_G_l1", "final_loss_D",
+    "gen_gap", "dp_epsilon", "dp_sample_rate", "dp_steps", "final_loss_G_l1", "final_loss_D", *VAL_METRIC_KEYS,
 )
 INFO_KEYS = ("status", "error", "wall_s", "train_s", "eval_s", "device_used", "started_at", "finished_at",
              "akdray_version", "torch_version", "host")

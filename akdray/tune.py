@@ -25,6 +25,7 @@ import os
 import tempfile
 import time
 import uuid
+import zlib
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,8 +36,9 @@ import pandas as pd
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
-from akdray.config import METHODS_NEEDING_TEACHER, ConfigError, RunConfig, from_dict, make_config
+from akdray.config import METHODS_NEEDING_TEACHER, ConfigError, RunConfig, from_dict, make_config, resolve_n_val
 from akdray.data.aligned import DataError, list_images
+from akdray.data.splits import check_carve
 from akdray.pareto import pareto_mask
 from akdray.parquet_sink import (
     CONFIRM_KEY, META_KEY, RESULTS, SINK_FAILURES, ParquetSink, read_dataset, split_trial_config,
@@ -48,19 +50,24 @@ from akdray.sweep_references import (
 )
 
 DEFENSES = ("akd", "dmp", "dpsgd", "gauss")
-OBJECTIVES = ("leak", "nkid")  # both minimised: leakage centred on chance (0.5 = none), better images
+# Both minimised, both measured on the validation set (validation half of the members vs the validation
+# non-members; akdray.evaluate): leakage centred on chance (0.5 = none), better images. The test
+# non-members are never loaded by a search trial (eval_split="val"); the report's tables use them.
+OBJECTIVES = ("val_leak", "val_nkid")
+TEST_OBJECTIVES = ("leak", "nkid")  # the same measures on the test half of the members vs the test non-members
 MODES = ("min", "min")
-DEFAULT_SAMPLES = {"akd": 6, "dmp": 2, "dpsgd": 2, "gauss": 2}  # cpu-small: about 15 min on 2 cores
+DEFAULT_SAMPLES = {"akd": 3, "dmp": 3, "dpsgd": 3, "gauss": 3}  # equal budgets; cpu-small: about 15 min on 2 cores
+GROUPNORM_PICK = "teacher-groupnorm"  # the non-private teacher with DP-SGD's architecture (norm=group)
 DRIVER_RESOURCES = {"cpu": 0, "memory": 256 * 1024**2}  # the Tune trial only waits on its Train run
 # --smoke-test: the smallest sweep that still runs every stage and every defense.
 SMOKE_OVERRIDES: dict[str, Any] = dict(
     image_size=16, ngf=8, ndf=8, d_layers=2, n_train=16, proxy_pool_size=12, proxy_size=8, n_test=16,
     epochs=2, distill_epochs=2, batch_size=4, kid_subset_size=8, kid_subsets=10, kid_max_images=8,
-    n_sample_images=2,
+    n_sample_images=2, n_val=8,
 )
 SMOKE_SAMPLES = {"akd": 1, "dmp": 1, "dpsgd": 1, "gauss": 1}
 SWEEP_FILE, STAGES_DIR, RUNS_DIR, OPTUNA_DB = "sweep.json", "stages", "runs", "optuna.db"
-SUMMARY_KEYS = ("leak", "nkid", "loss_auc", "lira_auc", "wall_s", "status", "error")
+SUMMARY_KEYS = ("val_leak", "val_nkid", "leak", "nkid", "loss_auc", "lira_auc", "wall_s", "status", "error")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -88,14 +95,21 @@ class Param:
 
 
 def search_space(defense: str, base: RunConfig) -> list[Param]:
-    """The searched fields of a defense, scaled to the preset (proxy pool, distillation epochs)."""
+    """The searched fields of a defense, scaled to the preset (proxy pool, distillation epochs).
+
+    DMP searches the distillation parameters of AKD that apply to it (proxy size, distillation
+    epochs). DP-SGD's noise multiplier spans [0.1, 4] (log) so its epsilon brackets AKD's privacy
+    level: on cpu-small (N=200, batch 4: q=0.02, 2,000 steps, delta=1/(10N)) sigma 0.1 gives
+    epsilon ~1.3e5 and sigma 4 ~1.0 (sigma 0.2: ~3.6e3; 1.0: ~11); on facades (q=0.0025, 80,000
+    steps) 3.5e6 down to 0.83 (tests/test_fair.py checks the bracket).
+    """
     pool = base.proxy_pool_size or base.proxy_size
     proxy = Param("proxy_size", max(2, pool // 16), pool, log=True, integer=True)
     epochs = max(1, base.distill_epochs)
+    distill_epochs = Param("distill_epochs", max(1, epochs // 6), epochs, integer=True)
     spaces = {
-        "akd": [Param("distill_lambda", 1.0, 1000.0, log=True), proxy,
-                Param("distill_epochs", max(1, epochs // 6), epochs, integer=True)],
-        "dmp": [proxy],
+        "akd": [Param("distill_lambda", 1.0, 1000.0, log=True), proxy, distill_epochs],
+        "dmp": [proxy, distill_epochs],
         "dpsgd": [Param("dp_noise_multiplier", 0.1, 4.0, log=True), Param("dp_max_grad_norm", 0.1, 10.0, log=True)],
         "gauss": [Param("gauss_sigma", 0.01, 1.0, log=True)],
     }
@@ -124,6 +138,8 @@ class SweepSpec:
     train_max_failures: int = 2  # Train retries of a crashed worker
     search_seed: int = 0
     references: int = DEFAULT_REFERENCES  # reference models per (data set, seed): cal and lira attacks
+    refine_trials: int = 0  # --refine-picks: extra trials per unmatched baseline pick and round (0 = off)
+    refine_rounds: int = 2  # at most this many refinement rounds (akdray.sweep_refine)
     verbose: int = 1
     sweep_id: str = ""
 
@@ -171,10 +187,11 @@ class Study:
     seed: int
     space: tuple[Param, ...]
     num_samples: int
+    tag: str = ""  # e.g. "refine1-utility" for the narrowed studies of --refine-picks
 
     @property
     def name(self) -> str:  # Optuna study name and Tune experiment suffix
-        return f"{self.defense}-seed{self.seed}"
+        return f"{self.defense}-seed{self.seed}" + (f"-{self.tag}" if self.tag else "")
 
 
 def base_config(spec: SweepSpec, method: str, seed: int, teacher: str = "", references: str = "") -> RunConfig:
@@ -217,14 +234,20 @@ def validate(spec: SweepSpec) -> list[Study]:
         raise ConfigError("--max-concurrent must be at least 1")
     if spec.max_failures < 0 or spec.train_max_failures < 0:  # Ray reads -1 as "retry forever"
         raise ConfigError(f"--max-failures must be >= 0, got {min(spec.max_failures, spec.train_max_failures)}")
-    if {"method", "teacher_checkpoint", "reference_checkpoints"} & set(spec.overrides):
-        raise ConfigError("--set method=/teacher_checkpoint=/reference_checkpoints= is not allowed in a sweep "
-                          "(the stages set them)")
+    if {"method", "teacher_checkpoint", "reference_checkpoints", "eval_split"} & set(spec.overrides):
+        raise ConfigError("--set method=/teacher_checkpoint=/reference_checkpoints=/eval_split= is not allowed in a "
+                          "sweep (the stages set them)")
+    if spec.refine_trials < 0 or spec.refine_rounds < 1:
+        raise ConfigError("--refine-trials must be >= 0 and --refine-rounds >= 1")
     if spec.references == 1 or spec.references < 0:
         raise ConfigError("--references must be 0 (loss attack only) or at least 2 (LiRA needs 2)")
     for seed in spec.seed_list:
         base_config(spec, "teacher", seed)
     check_sweep_data(base_config(spec, "teacher", spec.seed_list[0]))
+    if base_config(spec, "teacher", spec.seed_list[0]).resolved_n_val == 0:
+        raise ConfigError("field 'n_val' is 0 (the default for an aligned folder): a sweep selects on a validation set "
+                          "(val_leak, val_nkid) and keeps the test non-members for the tables; --set n_val=N (N > 0 "
+                          "files carved from the end of proxy_split)")
     return studies(spec)
 
 
@@ -245,6 +268,13 @@ def check_sweep_data(cfg: RunConfig) -> None:
         except DataError as exc:
             raise ConfigError(f"field 'data_root': {exc}; on a cluster, put the data on shared storage "
                               "(data_root=s3://bucket/prefix) or on every node at this path") from None
+    if cfg.resolved_n_val:  # the validation non-members are carved from the proxy folder: enough files?
+        n_pool = len(list_images(Path(cfg.data_root) / cfg.proxy_split))
+        try:
+            check_carve(n_pool // 2 if cfg.proxy_split == cfg.test_split else n_pool, cfg.resolved_n_val,
+                        cfg.proxy_size, cfg.proxy_split)
+        except DataError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def describe(spec: SweepSpec, plan: list[Study]) -> str:
@@ -262,12 +292,21 @@ def describe(spec: SweepSpec, plan: list[Study]) -> str:
         f"stage 1 'teacher': {spec.seeds} trial(s), seeds {spec.seed_list} "
         f"(epochs={teacher.epochs}+{teacher.epochs_decay}, image_size={teacher.image_size}, n_train={teacher.n_train}; "
         f"without GPUs idle trial slots go to the teachers)",
-        f"stage 2 'search': OptunaSearch (multi-objective TPE), minimise {' & '.join(OBJECTIVES)}; "
+        f"  + {spec.seeds} '{GROUPNORM_PICK}' trial(s): the teacher with norm=group (DP-SGD's architecture), Table II",
+        f"stage 2 'search': OptunaSearch (multi-objective TPE), minimise {' & '.join(OBJECTIVES)} on the validation set "
+        f"({teacher.resolved_n_val} validation non-members vs half of the members; search trials never load the test images); "
         f"studies in {optuna_url(spec)}",
+        f"  budget per defense and seed: " + ", ".join(f"{d}={spec.num_samples[d]}" for d in spec.defenses)
+        + (" (equal)" if len({spec.num_samples[d] for d in spec.defenses}) == 1 else " (UNEQUAL: not a fair comparison)"),
     ]
     for s in plan:
         lines.append(f"  {s.name}: {s.num_samples} trial(s); " + "; ".join(p.describe() for p in s.space))
-    total = spec.seeds * (1 + spec.references) + sum(s.num_samples for s in plan)
+    if spec.refine_trials:
+        lines.append(f"refine (--refine-picks): for each baseline pick with no trial within tolerance of AKD's pick, "
+                     f"{spec.refine_trials} more trial(s) in a narrowed space, up to {spec.refine_rounds} round(s) "
+                     f"(at most {spec.refine_trials * spec.refine_rounds * 2 * (len(spec.defenses) - ('akd' in spec.defenses))} "
+                     "extra per seed, not in the total)")
+    total = spec.seeds * (2 + spec.references) + sum(s.num_samples for s in plan)
     lines.append(f"total: {total} trials; results -> {join(spec.sweep_uri, RESULTS)} (Parquet, method=...)")
     return "\n".join(lines)
 
@@ -281,7 +320,11 @@ def _finalize_row(row: dict[str, Any]) -> dict[str, Any]:
     for key, value in row.items():
         if isinstance(value, float) and math.isnan(value):
             row[key] = None
-    needed = ("leak",) if row.get("method") == "reference" else OBJECTIVES  # a reference run has no KID
+    split = row.get("eval_split", "both")
+    has_val = resolve_n_val(int(row.get("n_val") or 0), str(row.get("data_source", "synthetic"))) > 0
+    needed = (OBJECTIVES if split != "test" and has_val else ()) + (TEST_OBJECTIVES if split != "val" else ())
+    if row.get("method") == "reference":
+        needed = ("leak",)  # a reference run has no KID and no validation audit
     bad = [k for k in needed if not (isinstance(row.get(k), (int, float)) and math.isfinite(row[k]))]
     for key in bad:
         row[key] = None
@@ -518,6 +561,8 @@ def teachers(spec: SweepSpec) -> dict[int, str]:
     if df.empty:
         return {}
     ok = df[(df["stage"] == "teacher") & (df["status"] == "ok") & (df["sweep_id"] == spec.sweep_id)]
+    if "pick" in ok:
+        ok = ok[ok["pick"].fillna("") != GROUPNORM_PICK]  # the groupnorm baseline teaches no student
     ok = ok.sort_values("recorded_at")
     return {int(r.seed): str(r.checkpoint) for r in ok.itertuples() if isinstance(r.checkpoint, str)}
 
@@ -546,11 +591,15 @@ def run_reference_stage(spec: SweepSpec, resume: bool) -> dict[tuple[str, int], 
 
 
 def run_teacher_stage(spec: SweepSpec, resume: bool, refs: dict[tuple[str, int], list[str]] | None = None) -> dict[int, str]:
-    items = [{"pick": None, "cfg": base_config(spec, "teacher", s, references=seed_references(spec, s, refs or {})).to_dict()}
-             for s in spec.seed_list]
+    """Stage 1: the teacher of every seed, and beside it the ``teacher-groupnorm`` baseline (norm=group,
+    the architecture DP-SGD trains; a row of Table II, never distilled from)."""
+    items = []
+    for s in spec.seed_list:
+        cfg = base_config(spec, "teacher", s, references=seed_references(spec, s, refs or {}))
+        items += [{"pick": None, "cfg": cfg.to_dict()}, {"pick": GROUPNORM_PICK, "cfg": cfg.replace(norm="group").to_dict()}]
     space = {META_KEY: {**_meta(spec, "teacher", "teacher"), "cpus": teacher_cpus(spec)},
              CONFIRM_KEY: tune.grid_search(items)}
-    _run_experiment(spec, "teacher", space, 1, None, resume, expected=spec.seeds)
+    _run_experiment(spec, "teacher", space, 1, None, resume, expected=len(items))
     return teachers(spec)
 
 
@@ -558,11 +607,13 @@ def run_search_stage(spec: SweepSpec, study: Study, teacher_uri: str, resume: bo
     """One multi-objective Optuna search of a defense against one teacher."""
 
     base = base_config(spec, study.defense, study.seed, teacher=teacher_uri, references=references)
+    base = base.replace(eval_split="val")  # the objectives: validation set only; test images never loaded
     space = base.to_dict()
     space.update({p.name: p.domain() for p in study.space})
     space[META_KEY] = _meta(spec, "search", study.defense)
     startup = min(10, max(2, study.num_samples // 2))
-    sampler = optuna.samplers.TPESampler(seed=spec.search_seed + study.seed * 101 + DEFENSES.index(study.defense),
+    sampler = optuna.samplers.TPESampler(seed=spec.search_seed + study.seed * 101 + DEFENSES.index(study.defense)
+                                         + zlib.crc32(study.tag.encode()) % 100_003,
                                          n_startup_trials=startup)
     searcher = FailureAwareOptunaSearch(metric=list(OBJECTIVES), mode=list(MODES), sampler=sampler,
                                     study_name=study.name, storage=optuna_storage(spec))
@@ -676,8 +727,11 @@ def probe_writable(uri: str) -> None:
     fs.delete_file(path)
 
 
-def run_sweep(spec: SweepSpec, resume: bool = False) -> pd.DataFrame:
+def run_sweep(spec: SweepSpec, resume: bool = False, pick_fn=None) -> pd.DataFrame:
     """Stage 1 (teachers) then stage 2 (one Optuna search per defense and seed); returns the results.
+
+    With ``spec.refine_trials`` and a ``pick_fn`` (``analysis.picks.matched_picks``), unmatched
+    baseline picks then get refinement trials (:func:`akdray.sweep_refine.refine_picks`).
 
     ``spec`` may come from :func:`init_sweep` already (it then has a ``sweep_id``), as the CLI does
     to refuse bad storage before Ray starts.
@@ -693,6 +747,10 @@ def run_sweep(spec: SweepSpec, resume: bool = False) -> pd.DataFrame:
             print(f"akdray sweep: no successful teacher for seed {study.seed}; skipping {study.name}")
             continue
         run_search_stage(spec, study, teacher, resume, seed_references(spec, study.seed, refs))
+    if spec.refine_trials and pick_fn is not None:
+        from akdray.sweep_refine import refine_picks
+
+        refine_picks(spec, pick_fn, resume)
     print(f"akdray sweep: done in {time.perf_counter() - t0:.0f} s -> {spec.sweep_uri}")
     df = read_dataset(spec.sweep_uri, RESULTS)
     return df[df["sweep_id"] == spec.sweep_id] if not df.empty else df
@@ -704,27 +762,28 @@ def pareto_front(df: pd.DataFrame, x: str = OBJECTIVES[0], y: str = OBJECTIVES[1
     return ok[pareto_mask(ok[x], ok[y])].sort_values([x, y])
 
 
-def _privacy(r) -> str:
-    """leak, then each attack's AUC (loss / cal / lira; "-" where not run)."""
-    aucs = " ".join(f"{a}={v:.3f}" if isinstance(v := getattr(r, f"{a}_auc", None), float) and math.isfinite(v)
+def _privacy(r, prefix: str = "val_") -> str:
+    """(val_)leak, then each attack's AUC (loss / cal / lira; "-" where not run), and (val_)nkid."""
+    aucs = " ".join(f"{a}={v:.3f}" if isinstance(v := getattr(r, f"{prefix}{a}_auc", None), float) and math.isfinite(v)
                     else f"{a}=-" for a in ("loss", "cal", "lira"))
-    return f"leak={r.leak:.4f} (AUC {aucs})"
+    return f"{prefix}leak={getattr(r, prefix + 'leak'):.4f} (AUC {aucs}) {prefix}nkid={getattr(r, prefix + 'nkid'):.4f}"
 
 
 def format_front(df: pd.DataFrame) -> str:
-    """Per study: the teacher reference and the non-dominated points with their searched fields."""
+    """Per study: the teachers and the non-dominated points with their searched fields (validation set)."""
     if df.empty:
         return "no results"
     lines = []
     teacher = df[(df["stage"] == "teacher") & (df["status"] == "ok")]
     for r in teacher.itertuples():
-        lines.append(f"teacher seed {r.seed}: {_privacy(r)} nkid={r.nkid:.4f}")
+        label = getattr(r, "pick", None) if isinstance(getattr(r, "pick", None), str) else "teacher"
+        lines.append(f"{label} seed {r.seed}: {_privacy(r)}")
     for (defense, seed), group in df[df["stage"] == "search"].groupby(["study", "seed"], observed=True):
         params = [p.name for p in search_space(str(defense), RunConfig())]
         failed = int((group["status"] != "ok").sum())
         lines.append(f"{defense} seed {seed}: {len(group)} trial(s), {failed} failed; Pareto front:")
         for r in pareto_front(group).itertuples():
             values = ", ".join(f"{p}={getattr(r, p):.4g}" for p in params)
-            lines.append(f"  {_privacy(r)} nkid={r.nkid:.4f}  ({values})")
+            lines.append(f"  {_privacy(r)}  ({values})")
     return "\n".join(lines)
 

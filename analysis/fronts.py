@@ -10,6 +10,12 @@ hypervolume is the area dominated by the front inside the box bounded by the ref
 sweep over the points sorted by leak; points at or beyond the reference in either objective
 contribute nothing. Fronts use the ``teacher`` and ``search``
 stages only - ``confirm`` rows repeat picked configurations over seeds and are not new points.
+
+Selection never sees the test set: where a sweep has validation measures (``val_leak``,
+``val_nkid``: akdray >= 0.2, whose search trials evaluate on the validation set only), the
+``leak`` and ``nkid`` of the rows returned by :func:`frontier_rows` ARE those validation values
+(``measured_on = "val"``); older sweeps keep their test values (``measured_on = "test"``).
+The report's tables read the test columns of the confirmation rows.
 """
 from __future__ import annotations
 
@@ -38,10 +44,22 @@ def hypervolume(points: Iterable[tuple[float, float]], reference: tuple[float, f
     return area
 
 
+def uses_validation(results: pd.DataFrame) -> bool:
+    """Whether the sweep's search rows carry validation measures (then selection uses them)."""
+    return "val_leak" in results and "val_nkid" in results and bool(
+        pd.to_numeric(results.loc[results["stage"] == "search", "val_leak"], errors="coerce").notna().any())
+
+
 def frontier_rows(results: pd.DataFrame) -> pd.DataFrame:
-    """The ok rows fronts are built from: stages other than ``confirm``."""
-    rows = ok_rows(normalize_results(results))
-    return rows[rows["stage"] != "confirm"]
+    """The ok rows fronts and picks are built from: stages other than ``confirm``, with ``leak`` and
+    ``nkid`` the selection measures (validation values where the sweep has them; ``measured_on``)."""
+    rows = normalize_results(results)
+    rows = rows[rows["stage"] != "confirm"]
+    if uses_validation(rows):
+        rows = rows.assign(leak=rows["val_leak"], nkid=rows["val_nkid"], measured_on="val")
+    else:
+        rows = rows.assign(measured_on="test")
+    return ok_rows(rows)
 
 
 def pareto_front(rows: pd.DataFrame, x: str = OBJECTIVES[0], y: str = OBJECTIVES[1]) -> pd.DataFrame:

@@ -29,7 +29,8 @@ METHOD_ORDER = DEPLOYED_METHODS  # teacher, akd, dmp, dpsgd, gauss: the order of
 NUMERIC_COLUMNS = (
     *(c for a in ATTACKS for c in attack_columns(a)), "leak", "n_references", "proxy_mia_auc",
     "train_l1", "test_l1", "kid", "kid_std", "kid_max", "nkid", "kid_train", "nkid_train", "gen_gap",
-    "dp_epsilon", "dp_sample_rate", "dp_steps", "wall_s", "train_s", "eval_s",
+    "dp_epsilon", "dp_sample_rate", "dp_steps", "wall_s", "train_s", "eval_s", "val_leak", "val_nkid", "val_kid",
+    *(f"val_{c}" for a in ATTACKS for c in attack_columns(a)),
 )
 
 

@@ -1,10 +1,13 @@
 """Matched operating points (the paper's "same utility" / "same privacy" DP-SGD rows) and the
 configurations of the confirmation stage.
 
-The pick rule, per data set (``preset``), on ok rows of the ``teacher`` and ``search`` stages:
+The pick rule, per data set (``preset``), on ok rows of the ``teacher`` and ``search`` stages,
+measured on the validation set where the sweep has one (:func:`analysis.fronts.frontier_rows`):
 
 1. **teacher** - the teacher row with the lowest ``seed``, then the lowest ``trial_id`` (the
    Regular model of Tables II-IV). ``teacher_nkid`` is the mean NKID of all ok teacher rows.
+   **teacher-groupnorm** - likewise among the teacher-stage rows with ``pick == "teacher-groupnorm"``
+   (the teacher with norm=group, DP-SGD's architecture); it is no teacher of the rule below.
 The privacy measure is ``leak`` (max over the row's attacks of max(AUC, 1 - AUC); 0.5 = none).
 
 2. **akd** - on AKD's Pareto front in (leak, NKID) (:mod:`analysis.fronts`), the point with the
@@ -17,6 +20,10 @@ The privacy measure is ``leak`` (max over the row's attacks of max(AUC, 1 - AUC)
    ``nkid``, then ``trial_id``); **b@privacy** - nearest in ``leak`` (ties: lower ``nkid``, then
    lower ``leak``, then ``trial_id``). Distances are rounded to 12 decimals before comparing
    so floating-point noise cannot break a tie; ``trial_id`` compares as a string.
+4. **Tolerance**: a ``@utility`` pick matches only if ``|NKID - NKID_akd| <= utility_tol x NKID_akd``
+   (default 10 %), a ``@privacy`` pick only if ``|leak - leak_akd| <= privacy_tol`` (default 0.02).
+   Otherwise ``within`` is False and the rule says "no trial within tolerance": the nearest trial is
+   still shown, with its ``distance`` (``sweeps/pareto.py --refine-picks`` adds trials around it).
 
 All functions are pure: DataFrame in, DataFrame / list out.
 """
@@ -33,9 +40,14 @@ from analysis.load import normalize_results
 
 BASELINES = ("dmp", "dpsgd", "gauss")
 DEFAULT_TOL = 0.5
-DEFAULT_SEEDS = (0, 1, 2, 3, 4)
+DEFAULT_UTILITY_TOL = 0.10  # relative NKID distance to AKD's pick for "matched utility"
+DEFAULT_PRIVACY_TOL = 0.02  # leak distance to AKD's pick for "matched privacy"
+CONFIRM_SEED_START = 100  # confirmation seeds 100.. are disjoint from every seed a search uses (0..)
+DEFAULT_SEEDS = tuple(range(CONFIRM_SEED_START, CONFIRM_SEED_START + 5))
+GROUPNORM_PICK = "teacher-groupnorm"
+NO_MATCH = "no trial within tolerance"
 PICK_COLUMNS = ["preset", "pick", "method", "match", "trial_id", "seed", "leak", "nkid", "target",
-                "distance", "rule"]
+                "distance", "tolerance", "within", "measured_on", "rule"]
 TEACHER_PLACEHOLDER = "<teacher of the same seed, filled by the sweep>"
 
 
@@ -43,10 +55,25 @@ def _first(rows: pd.DataFrame, keys: list[str]) -> pd.Series:
     return rows.sort_values(keys, kind="mergesort").iloc[0]
 
 
-def _record(preset, pick, row, match="", target=np.nan, distance=np.nan, rule="") -> dict[str, Any]:
+def _record(preset, pick, row, match="", target=np.nan, distance=np.nan, rule="", tolerance=np.nan,
+            within=True) -> dict[str, Any]:
     return dict(preset=preset, pick=pick, method=row["method"], match=match, trial_id=row["trial_id"],
                 seed=int(row["seed"]), leak=float(row["leak"]), nkid=float(row["nkid"]),
-                target=float(target), distance=float(distance), rule=rule)
+                target=float(target), distance=float(distance), tolerance=float(tolerance), within=bool(within),
+                measured_on=row.get("measured_on", "test"), rule=rule)
+
+
+def _matched(preset: str, method: str, cands: pd.DataFrame, ref: pd.Series, axis: str, tol: float) -> dict[str, Any]:
+    """The ``<method>@utility`` (axis nkid, relative ``tol``) or ``@privacy`` (axis leak, absolute) pick."""
+    other = "leak" if axis == "nkid" else "nkid"
+    row, dist = nearest(cands, axis, ref[axis], [other, axis])
+    allowed = tol * abs(float(ref[axis])) if axis == "nkid" else tol
+    within = dist <= allowed + 1e-12
+    kind = "utility" if axis == "nkid" else "privacy"
+    what = "NKID" if axis == "nkid" else "leak"
+    rule = (f"nearest {what} to AKD within {allowed:.4g}; ties: lower {other}, {axis}, trial_id" if within else
+            f"{NO_MATCH} (|Δ{what}| <= {allowed:.4g}): nearest shown, distance {dist:.4g}")
+    return _record(preset, f"{method}@{kind}", row, kind, ref[axis], dist, rule, allowed, within)
 
 
 def pick_akd(akd_rows: pd.DataFrame, teacher_nkid: float, tol: float = DEFAULT_TOL) -> tuple[pd.Series, str]:
@@ -67,13 +94,19 @@ def nearest(rows: pd.DataFrame, column: str, target: float, ties: list[str]) -> 
     return row, float(row["_distance"])
 
 
-def matched_picks(results: pd.DataFrame, tol: float = DEFAULT_TOL, baselines: Iterable[str] = BASELINES) -> pd.DataFrame:
-    """The picks of every data set: teacher, akd, then ``b@utility`` and ``b@privacy`` per baseline."""
+def matched_picks(results: pd.DataFrame, tol: float = DEFAULT_TOL, baselines: Iterable[str] = BASELINES, *,
+                  utility_tol: float = DEFAULT_UTILITY_TOL, privacy_tol: float = DEFAULT_PRIVACY_TOL) -> pd.DataFrame:
+    """The picks of every data set: teacher (and teacher-groupnorm), akd, then ``b@utility`` and
+    ``b@privacy`` per baseline, each with ``within`` its tolerance or not (rule 4)."""
     rows = frontier_rows(results)
     records = []
     for preset in sorted(rows["preset"].unique()):
         here = rows[rows["preset"] == preset]
-        teachers, akd = here[here["method"] == "teacher"], here[here["method"] == "akd"]
+        groupnorm = here["pick"].fillna("").eq(GROUPNORM_PICK) & here["method"].eq("teacher")
+        teachers, akd = here[(here["method"] == "teacher") & ~groupnorm], here[here["method"] == "akd"]
+        if groupnorm.any():
+            records.append(_record(preset, GROUPNORM_PICK, _first(here[groupnorm], ["seed", "trial_id"]),
+                                   rule="teacher with norm=group (DP-SGD's architecture); lowest seed, then trial_id"))
         teacher_nkid = float(teachers["nkid"].mean()) if len(teachers) else np.nan
         if len(teachers):
             rule = f"lowest seed, then trial_id; teacher mean NKID {teacher_nkid:.4g} over {len(teachers)} rows"
@@ -86,12 +119,8 @@ def matched_picks(results: pd.DataFrame, tol: float = DEFAULT_TOL, baselines: It
             cands = here[here["method"] == method]
             if cands.empty:
                 continue
-            row, dist = nearest(cands, "nkid", ref["nkid"], ["leak", "nkid"])
-            records.append(_record(preset, f"{method}@utility", row, "utility", ref["nkid"], dist,
-                                   "nearest NKID to AKD; ties: lower leak, NKID, trial_id"))
-            row, dist = nearest(cands, "leak", ref["leak"], ["nkid", "leak"])
-            records.append(_record(preset, f"{method}@privacy", row, "privacy", ref["leak"], dist,
-                                   "nearest leak to AKD; ties: lower NKID, leak, trial_id"))
+            records.append(_matched(preset, method, cands, ref, "nkid", utility_tol))
+            records.append(_matched(preset, method, cands, ref, "leak", privacy_tol))
     return pd.DataFrame(records, columns=PICK_COLUMNS)
 
 
@@ -153,7 +182,7 @@ def confirmation_configs(results: pd.DataFrame, seeds: Iterable[int] = DEFAULT_S
     for _, pick in labels.assign(_first=first).sort_values("_first", kind="mergesort").iterrows():
         base = run_config_dict(pd.Series(by_trial[str(pick["trial_id"])]))
         for seed in sorted(int(s) for s in seeds):
-            cfg = {**base, "seed": seed}
+            cfg = {**base, "seed": seed, "eval_split": "both"}  # test columns for the tables, val ones beside
             if cfg["method"] in METHODS_NEEDING_TEACHER:
                 cfg["teacher_checkpoint"] = ""
                 from_dict({**cfg, "teacher_checkpoint": TEACHER_PLACEHOLDER})

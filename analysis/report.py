@@ -123,14 +123,28 @@ def _fmt(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.map(lambda v: f"{v:.4g}" if isinstance(v, float) and np.isfinite(v) else ("—" if isinstance(v, float) else v))
 
 
+def seeds_text(results: pd.DataFrame) -> str:
+    """Which seeds selected the picks (teacher and search stages) and which confirmed them."""
+    seed = pd.to_numeric(results["seed"], errors="coerce")
+    confirm = results["stage"] == "confirm"
+    fmt = lambda values: ", ".join(str(int(v)) for v in sorted(values.dropna().unique())) or "none"  # noqa: E731
+    selected, confirmed = set(seed[~confirm].dropna()), set(seed[confirm].dropna())
+    overlap = selected & confirmed
+    return (f"Selection seeds (teacher and search stages): {fmt(seed[~confirm])}; confirmation seeds: "
+            f"{fmt(seed[confirm])}. " + (f"WARNING: seeds {sorted(int(s) for s in overlap)} both selected and "
+                                         "confirmed: the confirmation is not on unseen seeds." if overlap else
+                                         "The confirmation runs on seeds no search used."))
+
+
 def build_report(sweep_dir: str, out: Path, tol: float = picking.DEFAULT_TOL, seeds=picking.DEFAULT_SEEDS,
-                 n_images: int = 4) -> tuple[Path, Path]:
+                 n_images: int = 4, utility_tol: float = picking.DEFAULT_UTILITY_TOL,
+                 privacy_tol: float = picking.DEFAULT_PRIVACY_TOL) -> tuple[Path, Path]:
     """Everything above; returns (report.html, report.md). Raises NoResultsError without results."""
     results = load_results(sweep_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "tables").mkdir(exist_ok=True)
     trials, front, hv = fronts.frontier_rows(results), fronts.fronts(results), fronts.hypervolume_table(results)
-    picks = picking.matched_picks(results, tol)
+    picks = picking.matched_picks(results, tol, utility_tol=utility_tol, privacy_tol=privacy_tol)
     rows, sources = tables.pick_rows(results, picks)
     reps = figures.representatives(rows)
     scores = load_rows_for(sweep_dir, "scores", reps["trial_id"])
@@ -148,22 +162,30 @@ def build_report(sweep_dir: str, out: Path, tol: float = picking.DEFAULT_TOL, se
 
     doc.heading("Pareto fronts and hypervolume (Figs 3/4)")
     doc.text("Both objectives are minimised: leak = max over the attacks (loss, cal, lira) of max(AUC, 1 - AUC), "
-             "0.5 = no measurable leakage, and NKID; the ideal point is (0.5, 0). Hypervolume: exact 2-D area dominated "
+             "0.5 = no measurable leakage, and NKID; the ideal point is (0.5, 0). Fronts, hypervolumes and picks use "
+             + ("the validation measures (val_leak, val_nkid: validation half of the members vs validation "
+                "non-members), never the test set; " if fronts.uses_validation(results) else "the test measures; ")
+             + "Tables II-IV use the test measures. Hypervolume: exact 2-D area dominated "
              "by each method's front inside the box bounded by the reference point (leak 1.0, NKID 1.0); larger is "
              "better, at most 0.5.")
     doc.table(_fmt(hv), "Hypervolume per method (fronts from teacher and search stages).")
 
     doc.heading("Matched picks")
-    doc.text(f"Rule (tol = {tol}): AKD = the front point with the lowest leak whose NKID <= teacher mean NKID x (1 + tol), "
-             "else the lowest-NKID front point; for each baseline, the trial nearest to AKD in NKID (@utility; ties: "
-             "lower leak, NKID, trial_id) and in leak (@privacy; ties: lower NKID, leak, trial_id). Teacher = lowest seed.")
+    measured = "the validation set (val_leak, val_nkid)" if fronts.uses_validation(results) else "the test set (a sweep without validation columns)"
+    doc.text(f"Picks are selected on {measured}. Rule (tol = {tol}): AKD = the front point with the lowest leak whose "
+             "NKID <= teacher mean NKID x (1 + tol), else the lowest-NKID front point; for each baseline, the trial "
+             "nearest to AKD in NKID (@utility; ties: lower leak, NKID, trial_id) and in leak (@privacy; ties: lower "
+             f"NKID, leak, trial_id). Teacher = lowest seed. A @utility pick matches within {utility_tol:.0%} of AKD's "
+             f"NKID, a @privacy pick within {privacy_tol:g} of AKD's leak; otherwise it is marked "
+             f"'{picking.NO_MATCH}' and the nearest trial is shown with its distance.")
+    doc.text(seeds_text(results))
     doc.table(_fmt(picks), "Picks (target: the NKID bound for akd, AKD's value for the baselines).")
 
     doc.heading("Tables II-IV")
     for spec in tables.TABLES:
         summary = tables.summarize(rows, spec, sources)
         summary.to_csv(out / "tables" / f"{spec.key}.csv", index=False)
-        doc.table(tables.display(summary, spec), tables.caption(spec, sources))
+        doc.table(tables.display(summary, spec, tables.match_notes(picks)), tables.caption(spec, sources))
 
     doc.heading("Figures")
     for preset in sorted(results["preset"].unique()):
@@ -212,12 +234,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sweep_dir", help="sweep folder (or URI) holding results/, scores/, samples/")
     parser.add_argument("--out", help="output folder (default SWEEP_DIR/report)")
     parser.add_argument("--tol", type=float, default=picking.DEFAULT_TOL, help="AKD pick: NKID <= teacher NKID x (1 + tol)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(picking.DEFAULT_SEEDS), help="confirmation seeds")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(picking.DEFAULT_SEEDS),
+                        help="confirmation seeds (default 100..104: disjoint from the search seeds)")
+    parser.add_argument("--utility-tol", type=float, default=picking.DEFAULT_UTILITY_TOL,
+                        help="@utility picks match within this relative NKID distance of AKD's pick (default 0.10)")
+    parser.add_argument("--privacy-tol", type=float, default=picking.DEFAULT_PRIVACY_TOL,
+                        help="@privacy picks match within this leak distance of AKD's pick (default 0.02)")
     parser.add_argument("--images", type=int, default=4, help="test images in the sample grid")
     args = parser.parse_args(argv)
     out = Path(args.out) if args.out else (Path("report") if "://" in args.sweep_dir else Path(args.sweep_dir) / "report")
     try:
-        html_path, md_path = build_report(args.sweep_dir, out, args.tol, tuple(args.seeds), args.images)
+        html_path, md_path = build_report(args.sweep_dir, out, args.tol, tuple(args.seeds), args.images,
+                                          args.utility_tol, args.privacy_tol)
     except NoResultsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

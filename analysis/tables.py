@@ -10,7 +10,10 @@
   NKID(test) - NKID(train), positive when the model overfits (the paper's sign).
 
 Rows come from the ``confirm`` stage, grouped by its ``pick`` column; a pick with no confirm rows
-is shown from the search row of its trial (one run, so no std). The ``Source`` column and the
+is shown from the search row of its trial (one run, so no std; a search trial of akdray >= 0.2 was
+evaluated on the validation set only, so its test columns are "—").
+The ``Match`` column (:func:`match_notes`) says whether a baseline pick lies within the tolerance of
+AKD's pick, else "no trial within tolerance" with the nearest trial's distance. The ``Source`` column and the
 caption say which. Means and sample standard deviations (ddof = 1) use ok rows only; ``n_failed``
 counts the failed ones.
 """
@@ -116,11 +119,32 @@ def mean_std(mean: float, std: float) -> str:
     return _number(mean) if not np.isfinite(std) or not np.isfinite(mean) else f"{_number(mean)} ± {_number(std)}"
 
 
-def display(summary: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
-    """Strings for Markdown/HTML: one ``mean ± std`` cell per metric."""
+def match_notes(picks: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """``(preset, label) -> text`` for every pick label (``+``-joined as :func:`pick_labels`): "within
+    tolerance (d = ...)" or "no trial within tolerance: nearest, d = ..." per matched part; "" otherwise."""
+    labels = pick_labels(picks)
+    notes = {}
+    for preset, label in zip(labels["preset"], labels["label"]):
+        parts = []
+        for part in label.split("+"):
+            hit = picks[(picks["preset"] == preset) & (picks["pick"] == part)]
+            if hit.empty or not hit["match"].iloc[0]:
+                continue
+            r = hit.iloc[0]
+            within = bool(r["within"]) if "within" in r and pd.notna(r["within"]) else True
+            text = "within tolerance" if within else "no trial within tolerance: nearest"
+            parts.append(f"{r['match']}: {text}, d = {_number(float(r['distance']))}")
+        notes[(preset, label)] = "; ".join(parts)
+    return notes
+
+
+def display(summary: pd.DataFrame, spec: TableSpec, notes: dict[tuple[str, str], str] | None = None) -> pd.DataFrame:
+    """Strings for Markdown/HTML: one ``mean ± std`` cell per metric (and ``Match`` when ``notes``)."""
     out = pd.DataFrame({"Data set": summary["preset"], "Pick": summary["pick"], "Method": summary["method"],
                         "Source": summary["source"],
                         "n": [f"{n}" + (f" (+{f} failed)" if f else "") for n, f in zip(summary["n"], summary["n_failed"])]})
+    if notes is not None:
+        out["Match"] = [notes.get((p, label), "") or "—" for p, label in zip(summary["preset"], summary["pick"])]
     for column, header in spec.metrics:
         out[header] = [mean_std(m, s) for m, s in zip(summary[f"{column}_mean"], summary[f"{column}_std"])]
         if f"{column}_lo_mean" in summary:

@@ -22,7 +22,7 @@ from PIL import Image
 from akdray.config import METHODS_NEEDING_TEACHER, RunConfig
 
 TINY = dict(image_size=16, ngf=8, ndf=8, d_layers=2, n_train=16, proxy_pool_size=12, proxy_size=8, n_test=16,
-            epochs=2, distill_epochs=2, kid_subset_size=8, kid_subsets=10, kid_max_images=8)
+            epochs=2, distill_epochs=2, kid_subset_size=8, kid_subsets=10, kid_max_images=8, n_val=8)
 METRICS_NONE = ("loss_tpr_at_1pct_fpr", "loss_tpr_at_0p1pct_fpr", "loss_balanced_acc", "proxy_mia_auc", "train_l1",
                 "test_l1", "kid", "nkid_train", "gen_gap", "dp_epsilon")
 

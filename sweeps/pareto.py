@@ -5,7 +5,12 @@
     python sweeps/pareto.py --smoke-test             # tiny configs, every stage and defense
     python sweeps/pareto.py --address auto --storage s3://BUCKET/akdray --gpus-per-trial 0.25 --preset facades
     python sweeps/pareto.py --name NAME --resume     # finish a sweep whose driver died
-    python sweeps/pareto.py --confirm SWEEP_DIR      # re-run the matched picks with 5 seeds
+    python sweeps/pareto.py --confirm SWEEP_DIR      # re-run the matched picks with 5 unseen seeds (100..104)
+    python sweeps/pareto.py --refine-picks           # then add trials around unmatched baseline picks
+
+Fair comparison (issue #9): every defense gets the same trials per seed (``--num-samples N``: N each);
+the search objectives are measured on a validation set (``val_leak``, ``val_nkid``) and search trials
+never load the test images; the confirmation stage runs on seeds no search used.
 
 Each trial is a Ray Train TorchTrainer launched from a Ray Tune trial (see akdray/tune.py); results
 stream into Parquet: ``pd.read_parquet("SWEEP_DIR/results")`` (SWEEP_DIR = STORAGE/NAME).
@@ -27,6 +32,7 @@ from typing import Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo's analysis/ package
 
 from akdray.config import PRESETS, ConfigError, parse_overrides
+from analysis.picks import CONFIRM_SEED_START
 from akdray.storage import StorageError, exists, join, read_bytes
 from akdray.sweep_references import DEFAULT_REFERENCES, SMOKE_REFERENCES
 from akdray.tune import (
@@ -42,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="cpu-small", choices=sorted(PRESETS))
     p.add_argument("--num-samples", default=None, metavar="N|DEFENSE=N,...",
-                   help=f"Optuna trials per defense and seed: one number, or e.g. akd=6,gauss=2 "
+                   help=f"Optuna trials per defense and seed: one number N (N for each: equal budgets), or e.g. "
+                        f"akd=6,gauss=2 (unequal; the plan says so) "
                         f"(default {','.join(f'{k}={v}' for k, v in DEFAULT_SAMPLES.items())})")
     p.add_argument("--seeds", type=int, default=1, help="teacher seeds (one search per defense and seed); default 1")
     p.add_argument("--references", type=int, default=None,
@@ -66,7 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="RunConfig override for every trial (repeatable); a searched field set here is fixed")
     p.add_argument("--confirm", metavar="SWEEP_DIR", default=None,
                    help="confirmation stage: re-run the matched picks of SWEEP_DIR with --confirm-seeds seeds")
-    p.add_argument("--confirm-seeds", type=int, default=5, help="seeds of the confirmation stage (default 5: 0..4)")
+    p.add_argument("--confirm-seeds", type=int, default=5,
+                   help="seeds of the confirmation stage (default 5: --confirm-seed-start .. +4)")
+    p.add_argument("--confirm-seed-start", type=int, default=CONFIRM_SEED_START,
+                   help=f"first confirmation seed (default {CONFIRM_SEED_START}); must not overlap the search seeds")
+    p.add_argument("--refine-picks", action="store_true",
+                   help="after the searches, add trials around every baseline pick with no trial within tolerance "
+                        "of AKD's pick (10 %% NKID / 0.02 leak), in a narrowed search space")
+    p.add_argument("--refine-trials", type=int, default=4, help="--refine-picks: trials per unmatched pick and round")
+    p.add_argument("--refine-rounds", type=int, default=2, help="--refine-picks: at most this many rounds")
     p.add_argument("-q", "--quiet", action="store_true", help="less Tune output")
     return p
 
@@ -80,10 +95,18 @@ def confirm_spec(args: argparse.Namespace) -> SweepSpec:
     if args.confirm_seeds < 1:
         raise ConfigError("--confirm-seeds must be at least 1")
     stored = SweepSpec.from_json(read_bytes(join(uri, SWEEP_FILE)).decode(), source=join(uri, SWEEP_FILE))
+    reused = sorted(set(confirm_seed_list(args)) & set(stored.seed_list))
+    if reused:
+        raise ConfigError(f"confirmation seeds {reused} were used by the search (seeds {stored.seed_list}); "
+                          "confirm on unseen seeds: --confirm-seed-start above them")
     storage, name = uri.rsplit("/", 1)
     return replace(stored, storage=storage, name=name, cpus_per_trial=args.cpus_per_trial,
                    gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
                    verbose=0 if args.quiet else 1)
+
+
+def confirm_seed_list(args: argparse.Namespace) -> list[int]:
+    return list(range(args.confirm_seed_start, args.confirm_seed_start + args.confirm_seeds))
 
 
 def run_confirm(args: argparse.Namespace) -> int:
@@ -92,13 +115,14 @@ def run_confirm(args: argparse.Namespace) -> int:
 
     try:
         spec = confirm_spec(args)
-        configs = confirmation_configs(load_results(spec.sweep_uri), seeds=range(args.confirm_seeds))
+        configs = confirmation_configs(load_results(spec.sweep_uri), seeds=confirm_seed_list(args))
     except (ConfigError, ValueError, NoResultsError) as exc:
         print(f"pareto: error: {exc}", file=sys.stderr)
         return 2
     picks = sorted({label for label, _ in configs})
     print(f"confirmation of {spec.sweep_uri}: {len(picks)} pick(s) x {args.confirm_seeds} seed(s) = "
-          f"{len(configs)} runs: {', '.join(picks)}")
+          f"{len(configs)} runs: {', '.join(picks)}; selection seeds {spec.seed_list}, confirmation seeds "
+          f"{confirm_seed_list(args)}")
     if args.dry_run:
         return 0
     try:
@@ -148,7 +172,8 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
         defenses=defenses, num_samples=_num_samples(args.num_samples, defenses, args.smoke_test),
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, max_failures=args.max_failures,
-        verbose=0 if args.quiet else 1,
+        verbose=0 if args.quiet else 1, refine_trials=args.refine_trials if args.refine_picks else 0,
+        refine_rounds=args.refine_rounds,
         references=args.references if args.references is not None else (
             SMOKE_REFERENCES if args.smoke_test else DEFAULT_REFERENCES),
     )
@@ -204,7 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pareto: error: cannot connect to Ray at {args.address!r}: {exc}", file=sys.stderr)
         return 2
     try:
-        df = run_sweep(spec, resume=args.resume)
+        from analysis.picks import matched_picks
+
+        df = run_sweep(spec, resume=args.resume, pick_fn=matched_picks)
     except SweepInterrupted as exc:
         print(f"pareto: {exc}", file=sys.stderr)
         return 130

@@ -52,7 +52,7 @@ def ensure_ray():
 def test_dry_run_prints_plan_and_writes_nothing(tmp_path, capsys):
     assert pareto.main(["--dry-run", "--storage", str(tmp_path), "--num-samples", "akd=2,gauss=1"]) == 0
     out = capsys.readouterr().out
-    for word in ("stage 0 'reference': 2 reference model(s) per seed", "minimise leak & nkid", "stage 1 'teacher'", "akd-seed0: 2 trial(s)", "distill_lambda in [1, 1000] (log)",
+    for word in ("stage 0 'reference': 2 reference model(s) per seed", "minimise val_leak & val_nkid", "stage 1 'teacher'", "akd-seed0: 2 trial(s)", "distill_lambda in [1, 1000] (log)",
                  "proxy_size in [25, 400]", "dpsgd-seed0", "gauss-seed0: 1 trial(s)", "optuna.db"):
         assert word in out
     assert not any(tmp_path.iterdir())
@@ -125,9 +125,9 @@ def test_failure_aware_search_tells_optuna_fail_not_a_number():
 
 
 def test_pareto_front_keeps_non_dominated_ok_rows():
-    df = pd.DataFrame({"status": ["ok", "ok", "ok", "failed"], "leak": [0.5, 0.6, 0.55, 0.1],
-                       "nkid": [0.3, 0.1, 0.4, 0.0]})
-    assert sorted(pareto_front(df).index) == [0, 1]
+    df = pd.DataFrame({"status": ["ok", "ok", "ok", "failed"], "val_leak": [0.5, 0.6, 0.55, 0.1],
+                       "val_nkid": [0.3, 0.1, 0.4, 0.0]})
+    assert sorted(pareto_front(df).index) == [0, 1]  # the search objectives: validation columns
 
 
 # ------------------------------------------------------------------------------------------------
@@ -153,7 +153,11 @@ def test_smoke_sweep_writes_parquet_for_every_stage_and_defense(smoke):
     assert set(df["method"].astype(str)) == {"reference", "teacher", *DEFENSES}
     assert (df["status"] == "ok").all(), df[["method", "status", "error"]]
     assert df["trial_id"].is_unique and df["sweep_id"].nunique() == 1
-    teacher = df[df["stage"] == "teacher"].iloc[0]
+    teachers = df[df["stage"] == "teacher"]
+    assert sorted(teachers["pick"].fillna("teacher")) == ["teacher", "teacher-groupnorm"]
+    assert teachers.set_index(teachers["pick"].fillna("teacher"))["norm"].to_dict() == {
+        "teacher": "batch", "teacher-groupnorm": "group"}
+    teacher = teachers[teachers["pick"].isna()].iloc[0]
     search = df[df["stage"] == "search"]
     assert set(search["study"]) == set(DEFENSES)
     assert (search["teacher_checkpoint"] == teacher["checkpoint"]).all()
@@ -162,8 +166,11 @@ def test_smoke_sweep_writes_parquet_for_every_stage_and_defense(smoke):
     assert len(refs) == 2 and refs["nkid"].isna().all() and refs["data_seed"].eq(0).all()  # K = 2, no KID
     assert all(set(r.split(",")) == set(refs["checkpoint"]) for r in search["reference_checkpoints"])
     deployed = df[df["stage"] != "reference"]
-    assert deployed[["leak", "loss_auc", "cal_auc", "lira_auc", "nkid"]].notna().all().all()
-    assert (deployed["n_references"] == 2).all() and (deployed["leak_source"] == "loss,cal,lira").all()
+    val = ["val_leak", "val_loss_auc", "val_cal_auc", "val_lira_auc", "val_nkid"]
+    assert deployed[val].notna().all().all() and (deployed["val_leak_source"] == "loss,cal,lira").all()
+    assert (search["eval_split"] == "val").all() and search[["leak", "loss_auc", "nkid"]].isna().all().all()
+    assert teachers[["leak", "loss_auc", "cal_auc", "lira_auc", "nkid"]].notna().all().all()  # both blocks
+    assert (deployed["n_references"] == 2).all() and (teachers["leak_source"] == "loss,cal,lira").all()
     for dataset in ("scores", "samples"):
         other = pd.read_parquet(sweep / dataset)
         assert set(other["trial_id"]) == set(df["trial_id"])
@@ -177,13 +184,15 @@ def test_confirmation_stage_and_report_on_the_smoke_sweep(smoke, tmp_path):
     from analysis import report
 
     _, sweep = smoke
-    assert pareto.main(["--confirm", str(sweep), "--confirm-seeds", "1", "--max-concurrent", "2", "-q"]) == 0
+    assert pareto.main(["--confirm", str(sweep), "--confirm-seeds", "1", "--max-concurrent", "2", "-q"]) == 0  # seed 100
     df = pd.read_parquet(sweep / "results")
     confirm = df[df["stage"] == "confirm"]
     assert {"teacher", "akd"} <= set(confirm["pick"]) and confirm["trial_id"].is_unique
     teacher = confirm[confirm["pick"] == "teacher"].iloc[0]
     akd = confirm[confirm["pick"] == "akd"].iloc[0]
-    assert akd["teacher_checkpoint"] == teacher["checkpoint"] and akd["seed"] == teacher["seed"] == 0
+    assert akd["teacher_checkpoint"] == teacher["checkpoint"] and akd["seed"] == teacher["seed"] == 100
+    assert (confirm["eval_split"] == "both").all() and confirm[["leak", "val_leak", "nkid"]].notna().all().all()
+    assert "teacher-groupnorm" in set(confirm["pick"])
     assert report.main([str(sweep), "--out", str(tmp_path / "report")]) == 0
     table2 = pd.read_csv(tmp_path / "report" / "tables" / "table2.csv").set_index("pick")
     assert table2.loc["akd", "loss_auc_mean"] == pytest.approx(akd["loss_auc"])
@@ -209,7 +218,8 @@ def _fault_search(sweep: Path, name: str, defense: str, overrides: dict | None =
     spec = replace(base, name=name, storage=f"file://{sweep.parent}", sweep_id="", defenses=(defense,),
                    num_samples={defense: 1}, verbose=0, overrides={**base.overrides, **(overrides or {})}, **limits)
     spec = auto_resources(init_sweep(spec, resume=False))
-    teacher = read_dataset(str(sweep), "results").query("stage == 'teacher'")["checkpoint"].iloc[0]
+    rows = read_dataset(str(sweep), "results")
+    teacher = rows.query("stage == 'teacher' and pick != 'teacher-groupnorm'")["checkpoint"].iloc[0]
     study = [s for s in validate(spec) if s.defense == defense][0]
     run_search_stage(spec, study, f"file://{teacher}", resume=False)
     return spec, read_dataset(spec.sweep_uri, "results"), sweep.parent / name
@@ -364,9 +374,9 @@ def test_killed_driver_resumes_without_duplicates_and_dashboard_lists_it(tmp_pat
     assert "teacher already complete, skipped" in second.stdout
     assert "resuming search-gauss-seed0" in second.stdout
     df = pd.read_parquet(tmp_path / "resume" / "results")
-    assert len(df) == 4 and df["trial_id"].is_unique, df[["method", "trial_id", "status"]]
+    assert len(df) == 5 and df["trial_id"].is_unique, df[["method", "trial_id", "status"]]
     assert (df["status"] == "ok").all()
-    assert df["method"].astype(str).value_counts().to_dict() == {"gauss": 3, "teacher": 1}
+    assert df["method"].astype(str).value_counts().to_dict() == {"gauss": 3, "teacher": 2}  # + teacher-groupnorm
     study = optuna.load_study(study_name="gauss-seed0", storage=optuna_url(_spec(tmp_path / "resume")))
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 3 and all(not math.isnan(v) for t in complete for v in t.values)

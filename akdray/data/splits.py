@@ -1,4 +1,5 @@
-"""The paper's data roles: private train set, public proxy set (inputs only), test set.
+"""The paper's data roles: private train set, public proxy set (inputs only), test set, and the
+validation non-members the search objectives are measured on (``n_val``; disjoint from the others).
 
 Images live in memory as uint8 [N, 3, H, W]. The proxy set handed to a student is an
 :class:`InputImages` - it has no targets at all, so the distillation code cannot read them.
@@ -12,7 +13,7 @@ from pathlib import Path
 import torch
 
 from akdray.config import RunConfig
-from akdray.data.aligned import DataError, load_aligned_split
+from akdray.data.aligned import DataError, list_images, load_aligned_split
 from akdray.data.synthetic import synthetic_facades
 from akdray.storage import fetch_folder
 
@@ -51,8 +52,9 @@ class PairedImages:
 class Splits:
     train: PairedImages  # private members
     proxy: PairedImages  # the seeded proxy subset (targets used only for the leakage check)
-    test: PairedImages  # non-members
+    test: PairedImages  # non-members (empty for eval_split="val": a search trial never loads them)
     key: str  # identity of the data, for feature caches
+    val: PairedImages | None = None  # validation non-members (n_val > 0 and eval_split != "test")
 
 
 def data_key(cfg: RunConfig) -> str:
@@ -85,26 +87,67 @@ def check_disjoint(train: PairedImages, other: PairedImages, role: str) -> None:
                             f"the {role} set must not overlap the private training set")
 
 
-def _load_roles(cfg: RunConfig) -> tuple[PairedImages, PairedImages, PairedImages]:
+def empty_pairs(size: int) -> PairedImages:
+    """No pairs (a role that is not loaded)."""
+    blank = torch.zeros(0, 3, size, size, dtype=torch.uint8)
+    return PairedImages(blank, blank, ())
+
+
+def wants(cfg: RunConfig, role: str) -> bool:
+    """Whether a run evaluates on ``role`` ("test" or "val") under its ``eval_split``."""
+    if role == "val":
+        return cfg.resolved_n_val > 0 and cfg.eval_split in ("both", "val")
+    return cfg.eval_split in ("both", "test")
+
+
+def carve_validation(pool: PairedImages, n_val: int, proxy_size: int, split: str) -> tuple[PairedImages, PairedImages]:
+    """Aligned data: the last ``n_val`` files of the proxy folder are the validation non-members, the
+    rest the proxy pool. Refuses (DataError) when fewer than ``proxy_size`` (and at least 1) remain."""
+    rest = check_carve(len(pool), n_val, proxy_size, split)
+    return pool.subset(torch.arange(rest)), pool.subset(torch.arange(rest, len(pool)))
+
+
+def check_carve(n_pool: int, n_val: int, proxy_size: int, split: str) -> int:
+    """Images left for the proxy pool after carving ``n_val``; DataError when fewer than ``proxy_size``."""
+    rest = n_pool - n_val
+    if rest < max(1, proxy_size):
+        raise DataError(f"split {split!r} has {n_pool} images for the proxy pool: carving the last n_val={n_val} "
+                        f"as validation non-members leaves {max(rest, 0)}, fewer than proxy_size={max(1, proxy_size)}; "
+                        "lower n_val or proxy_size (--set n_val=... / proxy_size=...)")
+    return rest
+
+
+def _load_roles(cfg: RunConfig) -> tuple[PairedImages, PairedImages, PairedImages, PairedImages | None]:
+    """(train, proxy pool, test, validation); test is empty and never read when the run does not want it."""
+    want_test, n_val = wants(cfg, "test"), cfg.resolved_n_val
     if cfg.data_source == "synthetic":
         make = lambda n, role: PairedImages(*synthetic_facades(  # noqa: E731
             n, cfg.image_size, cfg.resolved_data_seed, role, cfg.synthetic_style))
-        return make(cfg.n_train, "train"), make(cfg.proxy_pool_size, "proxy"), make(cfg.n_test, "test")
+        test = make(cfg.n_test, "test") if want_test else empty_pairs(cfg.image_size)
+        val = make(n_val, "val") if n_val and cfg.method != "reference" else None  # reference runs: no val audit
+        return make(cfg.n_train, "train"), make(cfg.proxy_pool_size, "proxy"), test, val
     root = local_root(cfg.data_root)
     if not root.is_dir():
         raise DataError(f"data_root {root} does not exist (expected {root}/{cfg.train_split}, "
                         f"{root}/{cfg.proxy_split}, {root}/{cfg.test_split})")
     load = lambda split, n: PairedImages(*load_aligned_split(root / split, cfg.image_size, cfg.direction, n))  # noqa: E731
     train = load(cfg.train_split, cfg.n_train)
+    test = empty_pairs(cfg.image_size)
     if cfg.proxy_split == cfg.test_split:  # e.g. Cityscapes: val cut into proxy and test halves
-        both = load(cfg.proxy_split, 0)
-        half = len(both) // 2
-        pool, test = both.subset(torch.arange(half)), both.subset(torch.arange(half, len(both)))
-        pool = _take(pool, cfg.proxy_pool_size, cfg.proxy_split)
-        test = _take(test, cfg.n_test, cfg.test_split)
+        half = len(list_images(root / cfg.proxy_split)) // 2
+        both = load(cfg.proxy_split, 0) if want_test else load(cfg.proxy_split, half)  # the test half stays unread
+        pool = both.subset(torch.arange(half))
+        if want_test:
+            test = _take(both.subset(torch.arange(half, len(both))), cfg.n_test, cfg.test_split)
     else:
-        pool, test = load(cfg.proxy_split, cfg.proxy_pool_size), load(cfg.test_split, cfg.n_test)
-    return train, pool, test
+        pool = load(cfg.proxy_split, 0 if n_val else cfg.proxy_pool_size)
+        if want_test:
+            test = load(cfg.test_split, cfg.n_test)
+    val = None
+    if n_val:
+        pool, val = carve_validation(pool, n_val, cfg.proxy_size, cfg.proxy_split)
+    pool = _take(pool, cfg.proxy_pool_size, cfg.proxy_split)
+    return train, pool, test, val
 
 
 def _take(pairs: PairedImages, n: int, split: str) -> PairedImages:
@@ -136,19 +179,25 @@ def load_splits(cfg: RunConfig) -> Splits:
     (:func:`reference_training_set`, checked disjoint from the audited train and test images) and
     the proxy set is empty.
     """
-    train, pool, test = _load_roles(cfg)
+    train, pool, test, val = _load_roles(cfg)
     check_disjoint(train, pool, "proxy")
     check_disjoint(train, test, "test")
+    if val is not None:
+        check_disjoint(train, val, "validation")
+        if not wants(cfg, "val"):
+            val = None
     if cfg.method == "reference":
         ref = reference_training_set(cfg, train, pool)
         check_disjoint(ref, train, "audited training")
         check_disjoint(ref, test, "audited test")
-        return Splits(train=ref, proxy=pool.subset(torch.arange(0)), test=test, key=data_key(cfg))
+        return Splits(train=ref, proxy=pool.subset(torch.arange(0)), test=test, key=data_key(cfg), val=val)
     if cfg.proxy_size > len(pool):
         raise DataError(f"field 'proxy_size' ({cfg.proxy_size}) is larger than the proxy pool ({len(pool)} images)")
-    if cfg.attack_n_per_side > min(len(train), len(test)):
-        raise DataError(f"field 'attack_n_per_side' ({cfg.attack_n_per_side}) exceeds the smaller of "
-                        f"train ({len(train)}) and test ({len(test)})")
+    halves = 2 if val is not None else 1  # members are split into a validation and a test half
+    for role, nonmembers in (("test", test if wants(cfg, "test") else None), ("validation", val)):
+        if nonmembers is not None and cfg.attack_n_per_side > min(len(train) // halves, len(nonmembers)):
+            raise DataError(f"field 'attack_n_per_side' ({cfg.attack_n_per_side}) exceeds the smaller of "
+                            f"the audited members ({len(train) // halves}) and {role} non-members ({len(nonmembers)})")
     order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(cfg.seed))
     proxy = pool.subset(order[: cfg.proxy_size]) if cfg.proxy_size else pool.subset(order[:0])
-    return Splits(train=train, proxy=proxy, test=test, key=data_key(cfg))
+    return Splits(train=train, proxy=proxy, test=test, key=data_key(cfg), val=val)

@@ -25,7 +25,8 @@ CLASS_COLOURS = {
     "sill": (85, 255, 170),
     "shop": (255, 0, 0),
 }
-ROLE_IDS = {"train": 0, "proxy": 1, "test": 2, "reference": 3}  # "reference": pool of the reference models
+# "reference": pool of the reference models; "val": validation non-members (search objectives)
+ROLE_IDS = {"train": 0, "proxy": 1, "test": 2, "reference": 3, "val": 4}
 _RENDER_SCALE = 4  # draw at 4x, then area-downsample the photo
 
 
