@@ -296,7 +296,7 @@ def describe(spec: SweepSpec, plan: list[Study]) -> str:
         f"stage 2 'search': OptunaSearch (multi-objective TPE), minimise {' & '.join(OBJECTIVES)} on the validation set "
         f"({teacher.resolved_n_val} validation non-members vs half of the members; search trials never load the test images); "
         f"studies in {optuna_url(spec)}",
-        f"  budget per defense and seed: " + ", ".join(f"{d}={spec.num_samples[d]}" for d in spec.defenses)
+        "  budget per defense and seed: " + ", ".join(f"{d}={spec.num_samples[d]}" for d in spec.defenses)
         + (" (equal)" if len({spec.num_samples[d] for d in spec.defenses}) == 1 else " (UNEQUAL: not a fair comparison)"),
     ]
     for s in plan:

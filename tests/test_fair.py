@@ -11,7 +11,6 @@ from akdray.data.splits import PairedImages, Splits, load_splits
 from akdray.data.synthetic import synthetic_facades
 from akdray.defenses.dpsgd import dp_epsilon, poisson_schedule
 from akdray.evaluate import member_halves
-from akdray.models import build_generator
 from akdray.run import Prepared, execute, run
 from akdray.sweep_refine import narrowed_space, unmatched
 from akdray.tune import OBJECTIVES, Param, SweepSpec, base_config, search_space
