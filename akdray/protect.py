@@ -106,7 +106,9 @@ def prepare_protect(teacher: str | Path, proxy: str | Path, out: str | Path, *, 
     files = list_input_files(proxy, layout)
     values = {**_teacher_defaults(loaded), "method": "akd", "teacher_checkpoint": str(loaded.file),
               "data_source": "aligned", "data_root": str(audit_data or proxy), "proxy_split": str(Path(proxy).resolve()),
-              "n_train": 0, "proxy_pool_size": 0, "proxy_size": len(files), "n_test": 0, **user}
+              "n_train": 0, "proxy_pool_size": 0, "proxy_size": len(files), "n_test": 0, **user,
+              # the audit is train/ (members) vs test/ (non-members): no validation set is carved or read
+              "n_val": 0, "eval_split": "test"}
     cfg = make_config(preset, values)
     check_image_size(cfg.image_size, loaded.cfg.resolved_unet_depth, loaded.file)
     check_exportable(cfg)
@@ -135,7 +137,7 @@ def reference_base(cfg: RunConfig) -> RunConfig:
     """The recipe reference models are trained with: the student's preset and the teacher's architecture,
     as a teacher on pairs of ``<audit-data>/val`` (never an audited image; the proxy folder may hold no targets)."""
     return cfg.replace(method="teacher", teacher_checkpoint="", proxy_split=REFERENCE_SPLIT, proxy_pool_size=0,
-                       proxy_size=0)
+                       proxy_size=0, n_val=0)
 
 
 def _audit_both(job: ProtectJob, student: nn.Module, reference_runs: list[str]) -> tuple[dict, dict]:

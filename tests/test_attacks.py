@@ -102,4 +102,5 @@ def test_control_and_memorising_target(tmp_path):
     for attack in ("cal", "lira"):
         assert control[f"{attack}_auc_lo"] <= 0.5 <= control[f"{attack}_auc_hi"], control
     teacher = run(base.replace(reference_checkpoints=",".join(refs[1:])), tmp_path / "teacher")
-    assert teacher["lira_auc"] > 0.9 and teacher["attack_n_members"] == 8 and teacher["attack_n_nonmembers"] == 32
+    # half of the 8 members are audited against the test set, the other half against the validation set
+    assert teacher["lira_auc"] > 0.9 and teacher["attack_n_members"] == 4 and teacher["attack_n_nonmembers"] == 32

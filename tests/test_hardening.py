@@ -262,7 +262,7 @@ def test_data_root_uri_is_fetched_once_into_a_cache_keyed_by_content(tmp_path, m
 def test_run_trains_on_data_from_a_uri(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("AKDRAY_CACHE", str(tmp_path / "cache"))
     root = tmp_path / "remote"
-    write_aligned_folder(root, {"train": 16, "val": 12, "test": 16}, size=16)
+    write_aligned_folder(root, {"train": 16, "val": 20, "test": 16}, size=16)  # val: proxy pool + n_val carved
     code, err = run_cli(["run", "--method", "teacher", *TINY_SET, "--set", f"data_root=file://{root}",
                          "--out", str(tmp_path / "o")], capsys)
     assert code == 0, err

@@ -135,7 +135,8 @@ def test_run_accepts_an_official_teacher(owner, tmp_path):
     """`akdray run --method dmp --teacher latest_net_G.pth`: the same loader serves `run`."""
     out = tmp_path / "dmp"
     data = ["--set=data_source=aligned", f"--set=data_root={owner / 'facades'}", "--set=image_size=32",
-            "--set=n_train=0", "--set=proxy_pool_size=0", "--set=proxy_size=8", "--set=n_test=0"]
+            "--set=n_train=0", "--set=proxy_pool_size=0", "--set=proxy_size=8", "--set=n_test=0",
+            "--set=n_val=0"]  # val/ is all proxy pool here: no validation non-members carved from it
     assert main(["run", "--method", "dmp", *SETS, *data, "--teacher", str(owner / "latest_net_G.pth"),
                  "--out", str(out)]) == 0
     row = json.loads((out / "row.json").read_text())
