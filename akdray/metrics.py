@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
 
+from akdray.storage import CACHE_ENV_VAR, cache_root  # noqa: F401  (CACHE_ENV_VAR is re-exported)
 from akdray.inception import (  # noqa: F401  (re-exported: the metric's public API)
     FEATURE_DIM, FEATURE_EXTRACTOR_NAME, FEATURE_LAYER, INPUT_SIZE, WEIGHTS_ENV_VAR, FeatureExtractorInceptionFidHelper,
     _check_images, _weights_sha1, find_inception_weights, inception_features, register_feature_extractor_once, to_uint8,
@@ -62,7 +63,6 @@ __all__ = [
 ]
 
 DEFAULT_KID_SUBSET_SIZE = 1000  # torch-fidelity's default; clamped to the smaller set
-CACHE_ENV_VAR = "AKDRAY_CACHE"
 KID_BLAS_THREADS_ENV_VAR = "AKDRAY_KID_BLAS_THREADS"  # 0: leave numpy's BLAS threads alone
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")  # torch-fidelity's default samples_find_ext
 _CACHE_FORMAT = "akdray-inception-features-v1"
@@ -135,8 +135,7 @@ def kid(
 
 def cache_dir() -> Path:
     """Cache folder: ``$AKDRAY_CACHE`` or ``~/.cache/akdray`` (features live in ``inception/``)."""
-    root = os.environ.get(CACHE_ENV_VAR) or os.path.join("~", ".cache", "akdray")
-    return Path(root).expanduser() / "inception"
+    return cache_root() / "inception"
 
 
 def _safe(key: str) -> str:

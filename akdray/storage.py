@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
+CACHE_ENV_VAR = "AKDRAY_CACHE"
+
 
 def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
     """``(filesystem, path)`` of a local path or a URI such as ``s3://bucket/key``."""
@@ -97,7 +99,7 @@ def read_bytes(uri: str) -> bytes:
 
 def cache_root() -> Path:
     """akdray's cache folder: ``$AKDRAY_CACHE`` or ``~/.cache/akdray``."""
-    return Path(os.environ.get("AKDRAY_CACHE") or os.path.expanduser("~/.cache/akdray"))
+    return Path(os.environ.get(CACHE_ENV_VAR) or "~/.cache/akdray").expanduser()
 
 
 def fetch_folder(uri: str) -> Path:

@@ -44,7 +44,7 @@ from akdray.parquet_sink import (
     CONFIRM_KEY, META_KEY, RESULTS, SINK_FAILURES, ParquetSink, read_dataset, split_trial_config,
 )
 from akdray.schema import CONFIG_FILE, METRIC_KEYS, ROW_FILE
-from akdray.storage import StorageError, create_exclusive, exists, join, read_bytes, resolve, write_bytes
+from akdray.storage import StorageError, cache_root, create_exclusive, exists, join, read_bytes, resolve, write_bytes
 from akdray.sweep_references import (
     DEFAULT_REFERENCES, found_references, localize_references, reference_items, reference_space,
 )
@@ -453,8 +453,7 @@ class FailureAwareOptunaSearch(OptunaSearch):
 def _optuna_db_path(spec: SweepSpec) -> str:
     if "://" not in spec.sweep_uri:
         return join(spec.sweep_uri, OPTUNA_DB)
-    cache = os.environ.get("AKDRAY_CACHE") or os.path.expanduser("~/.cache/akdray")
-    return os.path.join(cache, "sweeps", spec.sweep_id or spec.name, OPTUNA_DB)
+    return os.path.join(cache_root(), "sweeps", spec.sweep_id or spec.name, OPTUNA_DB)
 
 
 def optuna_url(spec: SweepSpec) -> str:
