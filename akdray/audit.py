@@ -27,6 +27,7 @@ from akdray.config import ConfigError, RunConfig
 from akdray.data.aligned import DataError, list_images, read_rgb
 from akdray.data.splits import load_splits
 from akdray.evaluate import audit
+from akdray.outdir import check_out_dir
 from akdray.schema import ATTACKS, AUDIT_FILE, ROC_FILE, SCORES_FILE
 from akdray.train import resolve_device
 
@@ -74,16 +75,11 @@ def train_references(cfg: RunConfig, n: int, out: Path) -> list[str]:
     return paths
 
 
-def check_out(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(f"--out {out} must be a new or empty folder")
-
-
 def audit_checkpoint(checkpoint: str, out: str | Path, *, data: str | None = None, references: int = 0,
                      reference_runs: Sequence[str] = (), data_seed: int | None = None) -> dict:
     """Everything ``akdray audit`` does; returns the audit record (also written as ``audit.json``)."""
     out = Path(out)
-    check_out(out)
+    check_out_dir(out)  # new or empty, and writable: probed before references are trained
     if references and reference_runs:
         raise ConfigError("give either --references N or --reference-runs, not both")
     n_refs = len(reference_runs) or references
