@@ -257,6 +257,12 @@ def _check_values(cfg: RunConfig) -> None:
 PRESETS: dict[str, dict[str, Any]] = {
     # The embedded default: procedural facades at 32x32, fast on 2 CPU cores.
     "cpu-small": {},
+    # The smallest run that still exercises every stage: the tests, the analysis' test data and the
+    # smoke sweep (``sweeps/pareto.py --smoke-test``). Trains in seconds; its numbers mean nothing.
+    "tiny": dict(
+        image_size=16, ngf=8, ndf=8, d_layers=2, n_train=16, proxy_pool_size=12, proxy_size=8, n_test=16,
+        epochs=2, distill_epochs=2, batch_size=4, kid_subset_size=8, kid_subsets=10, kid_max_images=8, n_val=8,
+    ),
     # CMP Facades as in the paper: 400 train / 100 val (80 proxy + 20 validation) / 106 test, 256x256,
     # 200 epochs (100 constant + 100 linear decay), batch 1, lambda 100, Adam 2e-4 (0.5, 0.999).
     "facades": dict(

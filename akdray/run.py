@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -28,7 +28,7 @@ from akdray.defenses.gauss import add_output_noise
 from akdray.evaluate import Serve, evaluate, sample_images
 from akdray.inception import to_uint8
 from akdray.outdir import atomic_dir, check_out_dir
-from akdray.schema import CONFIG_FILE, INFO_KEYS, METRIC_KEYS, ROW_FILE, SAMPLES_FILE, SCORES_FILE  # noqa: F401
+from akdray.schema import CONFIG_FILE, METRIC_KEYS, ROW_FILE, SAMPLES_FILE, SCORES_FILE
 from akdray.train import TrainingDiverged, existing_device, fit_teacher, resolve_device
 
 
@@ -44,17 +44,24 @@ class Prepared:
     references: list[nn.Module] = field(default_factory=list)  # the K reference generators (cal, lira)
 
 
-def prepare(cfg: RunConfig, out_dir: str | Path | None = None) -> Prepared:
-    """Validate every input of the run; raises ConfigError / DataError naming the problem."""
+def prepare(cfg: RunConfig, out_dir: str | Path | None = None, *, teacher_dir: str | Path | None = None,
+            reference_dirs: Sequence[str | Path] | None = None) -> Prepared:
+    """Validate every input of the run; raises ConfigError / DataError naming the problem.
+
+    ``teacher_dir`` / ``reference_dirs``: local copies of ``cfg.teacher_checkpoint`` /
+    ``cfg.reference_list`` (a sweep worker fetches them from shared storage); the config keeps the URIs.
+    """
     out = check_out_dir(out_dir)
     device = existing_device(resolve_device(cfg))
     teacher = None
     if cfg.teacher_checkpoint and cfg.method in ("akd", "dmp", "gauss"):
-        loaded = load_generator(cfg.teacher_checkpoint, image_size=cfg.image_size, use_dropout=cfg.use_dropout)
+        loaded = load_generator(str(teacher_dir or cfg.teacher_checkpoint), image_size=cfg.image_size,
+                                use_dropout=cfg.use_dropout)
         if loaded.format == "akdray":  # an official file carries no data identity to check
             check_teacher_compatible(cfg, loaded.cfg, str(loaded.file))
         teacher = loaded.generator
-    references = [G for G, _ in load_references(cfg)]  # checked against this run's data before training
+    paths = None if reference_dirs is None else [str(p) for p in reference_dirs]
+    references = [G for G, _ in load_references(cfg, paths)]  # checked against this run's data before training
     splits = load_splits(cfg)
     return Prepared(cfg, splits, teacher, device, out, references)
 
@@ -130,9 +137,14 @@ def execute(p: Prepared) -> dict[str, Any]:
     return row
 
 
-def run(cfg: RunConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
-    """Check inputs, train, evaluate; the row is every RunConfig field plus the metrics."""
-    return execute(prepare(cfg, out_dir))
+def run(cfg: RunConfig, out_dir: str | Path | None = None, *, teacher_dir: str | Path | None = None,
+        reference_dirs: Sequence[str | Path] | None = None) -> dict[str, Any]:
+    """Check inputs, train, evaluate; the row is every RunConfig field plus the metrics.
+
+    ``teacher_dir`` / ``reference_dirs`` load the teacher / reference models from local copies while
+    the row and ``config.json`` keep the config's own (e.g. s3://) names.
+    """
+    return execute(prepare(cfg, out_dir, teacher_dir=teacher_dir, reference_dirs=reference_dirs))
 
 
 def write_run_dir(out: Path, row: dict, saved_cfg: RunConfig, G: nn.Module | None, scores, samples) -> None:

@@ -1,29 +1,26 @@
-"""Read a sweep: ``SWEEP_DIR/{results,scores,samples}`` (hive-partitioned Parquet) and ``sweep.json``.
+"""Read a sweep for the analysis: ``SWEEP_DIR/{results,scores,samples}`` and ``sweep.json``.
 
-Each Parquet file is read on its own and the frames are concatenated, so files whose schemas
-drifted (a metric column all-null in one partition, ``double`` in another) still combine; the
-``key=value`` folder names become columns. ``SWEEP_DIR`` may be a local folder or any URI
-pyarrow understands (``s3://...``, ``gs://...``), so a cluster's sweep is read in place.
+The Parquet datasets are read by :func:`akdray.results.read_dataset` (the sweep's own reader and
+schema); ``SWEEP_DIR`` may be a local folder or any URI pyarrow understands (``s3://...``), so a
+cluster's sweep is read in place.
 
-Row conventions (see :func:`normalize_results`): ``method`` is a plain ``str`` (``pd.read_parquet``
-gives a categorical), ``stage`` defaults to ``"teacher"``/``"search"`` when absent, ``status``
-to ``"ok"``, and the config fields and the metrics used here are numeric.
+Row conventions (see :func:`normalize_results`): ``method`` is a plain ``str``, ``stage`` defaults
+to ``"teacher"``/``"search"`` when absent, ``status`` to ``"ok"``, and the config fields and the
+metrics used here are numeric.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from akdray.config import DEPLOYED_METHODS, FIELD_TYPES
+from akdray.results import RESULTS, SWEEP_FILE, read_dataset
 from akdray.schema import ATTACKS, attack_columns
+from akdray.storage import StorageError, read_bytes
 
-RESULTS, SCORES, SAMPLES, SWEEP_JSON = "results", "scores", "samples", "sweep.json"
 METHOD_ORDER = DEPLOYED_METHODS  # teacher, akd, dmp, dpsgd, gauss: the order of every table and legend
 # Metric / info columns this package reads; coerced to float (a failed row's None -> NaN).
 NUMERIC_COLUMNS = (
@@ -36,60 +33,6 @@ NUMERIC_COLUMNS = (
 
 class NoResultsError(FileNotFoundError):
     """``SWEEP_DIR/results`` is missing or holds no rows."""
-
-
-def _filesystem(path: str | Path) -> tuple[pafs.FileSystem, str]:
-    text = str(path)
-    if "://" in text:
-        return pafs.FileSystem.from_uri(text)
-    return pafs.LocalFileSystem(), str(Path(text).resolve())
-
-
-def _partitions(relative: str) -> dict[str, str]:
-    """``method=akd/part-0.parquet`` -> ``{"method": "akd"}`` (values URL-decoded, as pyarrow writes them)."""
-    parts = {}
-    for segment in relative.split("/")[:-1]:
-        key, sep, value = segment.partition("=")
-        if sep and key:
-            parts[key] = unquote(value)
-    return parts
-
-
-def _data_files(fs: pafs.FileSystem, root: str) -> list[tuple[str, dict[str, str]]]:
-    info = fs.get_file_info(root)
-    if info.type == pafs.FileType.File:
-        return [(root, {})]
-    if info.type != pafs.FileType.Directory:
-        return []
-    found = [f for f in fs.get_file_info(pafs.FileSelector(root, recursive=True)) if f.type == pafs.FileType.File]
-    visible = [f for f in found if not any(p.startswith((".", "_")) for p in f.path[len(root):].split("/") if p)]
-    parquet = [f for f in visible if f.path.endswith((".parquet", ".pq"))] or visible
-    return [(f.path, _partitions(f.path[len(root):].lstrip("/"))) for f in sorted(parquet, key=lambda f: f.path)]
-
-
-def read_dataset(path: str | Path, *, where: dict[str, set] | None = None) -> pd.DataFrame | None:
-    """Every row of a (hive-partitioned) Parquet dataset; ``None`` if there is no such dataset.
-
-    ``where`` keeps only rows whose column value is in the given set (partition folders that
-    cannot match are not opened).
-    """
-    fs, root = _filesystem(path)
-    files = _data_files(fs, root)
-    if not files:
-        return None
-    frames = []
-    for file, parts in files:
-        if where and any(k in parts and parts[k] not in {str(v) for v in allowed} for k, allowed in where.items()):
-            continue
-        columns = set(pq.read_schema(file, filesystem=fs).names)
-        filters = [(k, "in", list(v)) for k, v in (where or {}).items() if k in columns and k not in parts]
-        frame = pq.read_table(file, filesystem=fs, filters=filters or None).to_pandas()
-        for key, value in parts.items():
-            if key not in frame.columns:
-                frame[key] = value
-        frames.append(frame)
-    frames = [f for f in frames if len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def _cast_field(series: pd.Series, typ: type) -> pd.Series:
@@ -130,7 +73,12 @@ def normalize_results(df: pd.DataFrame) -> pd.DataFrame:
     for name in ("sweep_id", "pick"):  # ``pick``: the confirmation label, None outside that stage
         column = out[name] if name in out.columns else pd.Series(None, index=out.index, dtype=object)
         out[name] = column.astype(object).where(column.notna(), None)
-    return out.reset_index(drop=True)
+    return out.reset_index(drop=True).copy()  # one block: later .assign calls stay fast
+
+
+def _sweep_uri(sweep_dir: str | Path) -> str:
+    text = str(sweep_dir).rstrip("/")
+    return text if "://" in text else str(Path(text).expanduser().resolve())
 
 
 def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -141,17 +89,17 @@ def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 def load_results(sweep_dir: str | Path) -> pd.DataFrame:
     """The normalised results rows; raises :class:`NoResultsError` with the path it looked at."""
-    path = f"{str(sweep_dir).rstrip('/')}/{RESULTS}"
-    df = read_dataset(path)
-    if df is None or df.empty:
-        raise NoResultsError(f"no results dataset: {path} is missing or holds no Parquet rows")
+    root = _sweep_uri(sweep_dir)
+    df = read_dataset(root, RESULTS)
+    if df.empty:
+        raise NoResultsError(f"no results dataset: {root}/{RESULTS} is missing or holds no Parquet rows")
     return normalize_results(df)
 
 
 def load_rows_for(sweep_dir: str | Path, dataset: str, trial_ids) -> pd.DataFrame:
     """Rows of ``scores`` or ``samples`` for the given trials (empty frame if the dataset is absent)."""
     ids = {str(t) for t in trial_ids}
-    df = read_dataset(f"{str(sweep_dir).rstrip('/')}/{dataset}", where={"trial_id": ids}) if ids else None
+    df = read_dataset(_sweep_uri(sweep_dir), dataset, where={"trial_id": ids}) if ids else None
     if df is None or df.empty:
         return pd.DataFrame(columns=["trial_id", "method"])
     df["trial_id"] = df["trial_id"].astype(str)
@@ -161,10 +109,8 @@ def load_rows_for(sweep_dir: str | Path, dataset: str, trial_ids) -> pd.DataFram
 
 def load_provenance(sweep_dir: str | Path) -> dict:
     """``sweep.json`` as a dict, or ``{}`` if the sweep has none (or it is unreadable)."""
-    fs, root = _filesystem(sweep_dir)
     try:
-        with fs.open_input_stream(f"{root}/{SWEEP_JSON}") as fh:
-            data = json.loads(fh.read().decode())
-    except (FileNotFoundError, OSError, ValueError):
+        data = json.loads(read_bytes(f"{_sweep_uri(sweep_dir)}/{SWEEP_FILE}").decode())
+    except (FileNotFoundError, OSError, StorageError, ValueError):
         return {}
     return data if isinstance(data, dict) else {"sweep.json": data}

@@ -1,9 +1,9 @@
 """Hand-built sweeps with known answers, for the tests and for trying the report without a cluster.
 
-:func:`row` makes one results row with every ``RunConfig`` field (tiny CPU settings), the metrics
-and the sweep columns; :func:`write_sweep` writes rows as ``SWEEP_DIR/results`` partitioned by
-``method`` (hive, as the sweep does) plus matching ``scores`` and ``samples`` datasets, in which
-members' losses are lower than non-members' by an amount that grows with the row's ``loss_auc``.
+:func:`row` makes one results row with every ``RunConfig`` field (the ``tiny`` preset), the metrics
+and the sweep columns; :func:`write_sweep` writes each row with :func:`akdray.results.write_trial`
+(the sweep's own writer and schema), with matching ``scores`` and ``samples``, in which members'
+losses are lower than non-members' by an amount that grows with the row's ``loss_auc``.
 """
 from __future__ import annotations
 
@@ -15,14 +15,10 @@ from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from PIL import Image
 
-from akdray.config import METHODS_NEEDING_TEACHER, RunConfig
-
-TINY = dict(image_size=16, ngf=8, ndf=8, d_layers=2, n_train=16, proxy_pool_size=12, proxy_size=8, n_test=16,
-            epochs=2, distill_epochs=2, kid_subset_size=8, kid_subsets=10, kid_max_images=8, n_val=8)
+from akdray.config import METHODS_NEEDING_TEACHER, make_config
+from akdray.results import write_trial
 METRICS_NONE = ("loss_tpr_at_1pct_fpr", "loss_tpr_at_0p1pct_fpr", "loss_balanced_acc", "proxy_mia_auc", "train_l1",
                 "test_l1", "kid", "nkid_train", "gen_gap", "dp_epsilon")
 
@@ -30,9 +26,8 @@ METRICS_NONE = ("loss_tpr_at_1pct_fpr", "loss_tpr_at_0p1pct_fpr", "loss_balanced
 def row(method: str, trial_id: str, loss_auc: float | None, nkid: float | None, *, seed: int = 0,
         stage: str | None = None, status: str = "ok", **extra: Any) -> dict[str, Any]:
     """One results row; ``extra`` overrides config fields, metrics or sweep columns."""
-    config = {**RunConfig().to_dict(), **TINY, "method": method, "seed": seed}
-    if method in METHODS_NEEDING_TEACHER:
-        config["teacher_checkpoint"] = f"/sweep/teachers/seed{seed}"
+    teacher = {"teacher_checkpoint": f"/sweep/teachers/seed{seed}"} if method in METHODS_NEEDING_TEACHER else {}
+    config = make_config("tiny", {"method": method, "seed": seed, **teacher}).to_dict()
     metrics = {k: None for k in METRICS_NONE}
     if status == "ok" and loss_auc is not None:
         metrics.update(loss_tpr_at_1pct_fpr=round(loss_auc - 0.45, 6), loss_tpr_at_0p1pct_fpr=round(loss_auc - 0.48, 6),
@@ -47,15 +42,6 @@ def row(method: str, trial_id: str, loss_auc: float | None, nkid: float | None, 
            "recorded_at": "2026-01-01T00:00:11+00:00"}
     out.update(extra)
     return out
-
-
-def write_partitioned(frame: pd.DataFrame, root: Path, key: str = "method") -> None:
-    """``root/key=value/part-0.parquet`` per value, the key column left out of the files (hive)."""
-    for value, part in frame.groupby(key, sort=True):
-        folder = root / f"{key}={value}"
-        folder.mkdir(parents=True, exist_ok=True)
-        table = pa.Table.from_pandas(part.drop(columns=key).reset_index(drop=True), preserve_index=False)
-        pq.write_table(table, folder / "part-0.parquet")
 
 
 def png(seed: int, size: int = 16) -> bytes:
@@ -74,30 +60,25 @@ def scores_for(r: dict[str, Any], n: int = 20) -> pd.DataFrame:
     shift = 0.2 * max(float(r["loss_auc"]) - 0.5, 0.0)
     loss_in, loss_out = rng.normal(0.30 - shift, 0.03, n).clip(0.01), rng.normal(0.30, 0.03, n).clip(0.01)
     loss = np.r_[loss_in, loss_out]
-    return pd.DataFrame({"trial_id": r["trial_id"], "sweep_id": r["sweep_id"], "method": r["method"], "seed": r["seed"],
-                         "attack": "loss", "role": ["train"] * n + ["test"] * n,
+    return pd.DataFrame({"attack": "loss", "role": ["train"] * n + ["test"] * n,
                          "name": [f"synthetic/train/{i:05d}" for i in range(n)] + [f"synthetic/test/{i:05d}" for i in range(n)],
                          "is_member": [True] * n + [False] * n, "loss": loss, "score": -loss})
 
 
 def samples_for(r: dict[str, Any], n: int = 4) -> pd.DataFrame:
-    return pd.DataFrame({"trial_id": r["trial_id"], "sweep_id": r["sweep_id"], "method": r["method"], "seed": r["seed"],
-                         "name": [f"synthetic/test/{i:05d}" for i in range(n)],
+    return pd.DataFrame({"name": [f"synthetic/test/{i:05d}" for i in range(n)],
                          "input_png": [png(100 + i) for i in range(n)], "target_png": [png(200 + i) for i in range(n)],
                          "output_png": [png(zlib.crc32(f"{r['trial_id']}/{i}".encode())) for i in range(n)]})
 
 
 def write_sweep(sweep_dir: Path, rows: Iterable[dict[str, Any]], *, scores: bool = True, samples: bool = True,
                 sweep_json: dict | None = None) -> Path:
-    """Write ``results`` (and ``scores``/``samples`` for ok rows) as the sweep would."""
+    """Write ``results`` (and ``scores``/``samples`` for ok rows) as the sweep does."""
     sweep_dir = Path(sweep_dir)
-    rows = list(rows)
-    write_partitioned(pd.DataFrame(rows), sweep_dir / "results")
-    ok = [r for r in rows if r["status"] == "ok"]
-    if scores and ok:
-        write_partitioned(pd.concat([scores_for(r) for r in ok], ignore_index=True), sweep_dir / "scores")
-    if samples and ok:
-        write_partitioned(pd.concat([samples_for(r) for r in ok], ignore_index=True), sweep_dir / "samples")
+    for r in rows:
+        ok = r["status"] == "ok"
+        write_trial(str(sweep_dir), r, scores=scores_for(r) if scores and ok else None,
+                    samples=samples_for(r) if samples and ok else None)
     if sweep_json is not None:
         (sweep_dir / "sweep.json").write_text(json.dumps(sweep_json))
     return sweep_dir

@@ -6,14 +6,12 @@ import os
 import pytest
 import torch
 
-from akdray.config import RunConfig
+from akdray.config import PRESETS, RunConfig
 
 # $OMP_NUM_THREADS wins (1 is much faster when several test runs share 2 cores); else at most 2 threads.
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or max(1, min(2, os.cpu_count() or 1))))
 
-TINY = dict(image_size=16, ngf=8, ndf=8, d_layers=2, n_train=16, proxy_pool_size=12, proxy_size=8, n_test=16,
-            epochs=2, distill_epochs=2, batch_size=4, kid_subset_size=8, kid_subsets=10, kid_max_images=8,
-            n_val=8, device="cpu")
+TINY = {**PRESETS["tiny"], "device": "cpu"}  # the ``tiny`` preset's sizes, on the CPU
 
 
 @pytest.fixture

@@ -100,7 +100,7 @@ def test_akd_pick_falls_back_to_the_lowest_nkid_front_point(known):
 
 
 def test_picks_are_deterministic_under_row_order_and_read_parquet_categoricals(known, tmp_path):
-    testing.write_partitioned(pd.DataFrame(testing.known_rows()), tmp_path / "results")
+    testing.write_sweep(tmp_path, testing.known_rows(), scores=False, samples=False)
     raw = pd.read_parquet(tmp_path / "results")
     assert isinstance(raw["method"].dtype, pd.CategoricalDtype)
     shuffled = raw.sample(frac=1.0, random_state=3)
@@ -110,7 +110,7 @@ def test_picks_are_deterministic_under_row_order_and_read_parquet_categoricals(k
 def test_picks_are_made_per_preset(known):
     other = known.assign(preset="facades", trial_id="f-" + known["trial_id"])
     got = picks.matched_picks(pd.concat([known, other]))
-    assert sorted(got["preset"].unique()) == ["cpu-small", "facades"]
+    assert sorted(got["preset"].unique()) == ["facades", "tiny"]
     assert got.query("preset == 'facades' and pick == 'akd'")["trial_id"].item() == "f-a2"
 
 
@@ -179,7 +179,7 @@ def test_tables_from_confirm_rows_are_mean_and_std_over_seeds(known):
     results = load.normalize_results(pd.DataFrame([r for r in testing.known_rows() if r["trial_id"] != "a6"]
                                                   + testing.confirm_rows()))
     rows, sources = tables.pick_rows(results, picks.matched_picks(results))
-    assert sources == {"cpu-small": "mixed"}  # dmp and dpsgd@privacy were not confirmed
+    assert sources == {"tiny": "mixed"}  # dmp and dpsgd@privacy were not confirmed
     table2 = tables.summarize(rows, tables.TABLES[0], sources).set_index("pick")
     assert list(table2.index) == ["teacher", "akd", "dmp@utility+dmp@privacy", "dpsgd@utility", "dpsgd@privacy"]
     assert table2["source"].to_dict() == {"teacher": "confirm", "akd": "confirm", "dmp@utility+dmp@privacy": "search",
@@ -200,7 +200,7 @@ def test_tables_from_confirm_rows_are_mean_and_std_over_seeds(known):
 def test_tables_fall_back_to_the_search_rows_of_the_picks(known):
     results = known[known["stage"] != "confirm"]
     rows, sources = tables.pick_rows(results, picks.matched_picks(results))
-    assert sources == {"cpu-small": "search"}
+    assert sources == {"tiny": "search"}
     table2 = tables.summarize(rows, tables.TABLES[0], sources).set_index("pick")
     assert table2.loc["dmp@utility+dmp@privacy", "loss_auc_mean"] == pytest.approx(0.52)
     assert table2.loc["akd", "n"] == 1 and np.isnan(table2.loc["akd", "loss_auc_std"])

@@ -12,15 +12,15 @@ from akdray.data.synthetic import synthetic_facades
 from akdray.defenses.dpsgd import dp_epsilon, poisson_schedule
 from akdray.evaluate import member_halves
 from akdray.run import Prepared, execute, run
-from akdray.sweep_refine import narrowed_space, unmatched
-from akdray.tune import OBJECTIVES, Param, SweepSpec, base_config, search_space
+from akdray.sweep import cli as pareto
+from akdray.sweep.refine import narrowed_space, unmatched
+from akdray.sweep.spec import OBJECTIVES, Param, SweepSpec, base_config, search_space
 from analysis import picks as picking, tables
 from analysis.load import load_results
 from analysis.testing import row, write_sweep
 from conftest import TINY
 from test_data import make_aligned
 from test_defenses import Tripwire
-from sweeps import pareto
 
 CPU = torch.device("cpu")
 
@@ -166,7 +166,7 @@ def test_pick_rule_says_no_trial_within_tolerance_on_a_hand_built_parquet(tmp_pa
     assert picks.loc["dmp@utility", "within"] and picks.loc["dmp@privacy", "within"]
     assert set(unmatched(picks.reset_index())["pick"]) == {"dpsgd@utility", "dpsgd@privacy"}
     notes = tables.match_notes(picks.reset_index())
-    assert notes[("cpu-small", "dpsgd@utility+dpsgd@privacy")].count("no trial within tolerance") == 2
+    assert notes[("tiny", "dpsgd@utility+dpsgd@privacy")].count("no trial within tolerance") == 2
     wider = picking.matched_picks(results, utility_tol=0.5, privacy_tol=0.1).set_index("pick")
     assert wider.loc["dpsgd@utility", "within"] and wider.loc["dpsgd@privacy", "within"]
 

@@ -23,14 +23,14 @@ from PIL import Image
 
 from akdray.cli import main as akdray_main
 from akdray.config import ConfigError, make_config
-from akdray.parquet_sink import SINK_FAILURES, ParquetSink
 from akdray.storage import create_exclusive, fetch_folder, write_bytes
-from akdray.tune import SMOKE_OVERRIDES, SweepSpec, init_sweep
+from akdray.sweep import cli as pareto
+from akdray.sweep.sink import SINK_FAILURES, ParquetSink
+from akdray.sweep.spec import SweepSpec
+from akdray.sweep.stages import init_sweep
 from conftest import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "sweeps"))
-import pareto  # noqa: E402  (the CLI script)
 
 TINY_SET = [x for k, v in TINY.items() if k != "device" for x in ("--set", f"{k}={v}")]
 
@@ -175,7 +175,7 @@ def test_stored_sweep_with_an_unknown_key_exits_2(tmp_path, capsys):
 def _start_sweep(storage: str, barrier, results) -> None:
     barrier.wait()
     try:
-        init_sweep(SweepSpec(name="same", storage=storage, overrides=dict(SMOKE_OVERRIDES)), resume=False)
+        init_sweep(SweepSpec(name="same", storage=storage, preset="tiny"), resume=False)
         results.put("created")
     except ConfigError as exc:
         results.put("refused" if "already exists" in str(exc) else str(exc))

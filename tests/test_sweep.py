@@ -21,16 +21,15 @@ import optuna
 import pandas as pd
 import pytest
 
-from akdray.parquet_sink import RESULT_SCHEMA, read_dataset, row_table
-from akdray.run import METRIC_KEYS
-from akdray.tune import (
-    DEFENSES, SMOKE_OVERRIDES, FailureAwareOptunaSearch, Study, SweepSpec, _finalize_row, auto_resources,
-    base_config, init_sweep, optuna_url, pareto_front, run_search_stage, search_space, validate,
-)
+from akdray.results import RESULT_SCHEMA, read_dataset, row_table
+from akdray.schema import METRIC_KEYS
+from akdray.sweep import cli as pareto
+from akdray.sweep.search import FailureAwareOptunaSearch, StudyRouter, study_searcher
+from akdray.sweep.spec import DEFENSES, Study, SweepSpec, base_config, optuna_url, search_space, validate
+from akdray.sweep.stages import auto_resources, init_sweep, run_search_stage
+from akdray.sweep.trial import finalize_row
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "sweeps"))
-import pareto  # noqa: E402  (the CLI script)
 
 _RAY = {}
 
@@ -84,8 +83,7 @@ def test_set_fixes_a_searched_field_and_search_spaces_scale_with_the_pool():
     spec = SweepSpec(name="x", storage="/tmp", overrides={"distill_epochs": "5"}, fixed=("distill_epochs",))
     akd = [s for s in validate(spec) if s.defense == "akd"][0]
     assert [p.name for p in akd.space] == ["distill_lambda", "proxy_size"]
-    small = search_space("dmp", base_config(SweepSpec(name="x", storage="/tmp", overrides=dict(SMOKE_OVERRIDES)),
-                                            "dmp", 0, teacher="t"))
+    small = search_space("dmp", base_config(SweepSpec(name="x", storage="/tmp", preset="tiny"), "dmp", 0, teacher="t"))
     assert (small[0].low, small[0].high) == (2, 12)
 
 
@@ -100,10 +98,10 @@ def test_result_rows_always_have_the_same_schema():
 
 
 def test_nan_objectives_make_a_failed_row():
-    row = _finalize_row({"status": "ok", "error": None, "leak": float("nan"), "nkid": 0.2, "kid": float("nan")})
+    row = finalize_row({"status": "ok", "error": None, "leak": float("nan"), "nkid": 0.2, "kid": float("nan")})
     assert row["status"] == "failed" and "leak" in row["error"]
     assert row["leak"] is None and row["kid"] is None and row["nkid"] == 0.2
-    reference = _finalize_row({"method": "reference", "status": "ok", "error": None, "leak": 0.6, "nkid": None})
+    reference = finalize_row({"method": "reference", "status": "ok", "error": None, "leak": 0.6, "nkid": None})
     assert reference["status"] == "ok"  # a reference run has no KID by design
 
 
@@ -124,10 +122,35 @@ def test_failure_aware_search_tells_optuna_fail_not_a_number():
     assert [t.values for t in searcher._ot_study.trials[1:]] == [None, None, None]
 
 
-def test_pareto_front_keeps_non_dominated_ok_rows():
+def test_printed_front_keeps_the_non_dominated_ok_rows_on_the_validation_objectives():
     df = pd.DataFrame({"status": ["ok", "ok", "ok", "failed"], "val_leak": [0.5, 0.6, 0.55, 0.1],
-                       "val_nkid": [0.3, 0.1, 0.4, 0.0]})
-    assert sorted(pareto_front(df).index) == [0, 1]  # the search objectives: validation columns
+                       "val_nkid": [0.3, 0.1, 0.4, 0.0], "stage": "search", "study": "gauss", "seed": 0,
+                       "trial_id": list("abcd"), "gauss_sigma": [0.11, 0.22, 0.33, 0.44], "pick": None})
+    lines = pareto.format_front(df).splitlines()
+    assert lines[0] == "gauss seed 0: 4 trial(s), 1 failed; Pareto front:"
+    assert [line.split("(gauss_sigma=")[1] for line in lines[1:]] == ["0.11)", "0.22)"]
+
+
+def test_study_router_runs_every_study_side_by_side_within_its_budget():
+    """Trials alternate between studies (no study waits for another to finish), each study gets
+    exactly its budget, results reach the study that suggested them, then the router is finished."""
+    from ray.tune.search import Searcher
+
+    spec = SweepSpec(name="x", storage="/tmp", num_samples={"akd": 1, "dmp": 1, "dpsgd": 2, "gauss": 3})
+    storage = optuna.storages.InMemoryStorage()
+    plan = validate(spec)
+    router = StudyRouter([(s.name, {"method": s.defense}, study_searcher(spec, s, storage), s.num_samples)
+                          for s in plan])
+    configs = [router.suggest(f"t{i}") for i in range(8)]
+    assert configs[-1] == Searcher.FINISHED
+    methods = [c["method"] for c in configs[:7]]
+    assert methods[:4] == ["akd", "dmp", "dpsgd", "gauss"] and sorted(methods) == sorted(
+        ["akd", "dmp", "dpsgd", "dpsgd", "gauss", "gauss", "gauss"])
+    assert "gauss_sigma" in configs[3] and "distill_lambda" in configs[0]
+    router.on_trial_complete("t3", {"status": "ok", "val_leak": 0.6, "val_nkid": 0.2})
+    gauss = optuna.load_study(study_name="gauss-seed0", storage=storage)
+    assert [t.state for t in gauss.trials][0] == optuna.trial.TrialState.COMPLETE
+    assert router.suggest("t3") == configs[3]  # a restored trial asks again: same study and values
 
 
 # ------------------------------------------------------------------------------------------------
@@ -221,7 +244,7 @@ def _fault_search(sweep: Path, name: str, defense: str, overrides: dict | None =
     rows = read_dataset(str(sweep), "results")
     teacher = rows.query("stage == 'teacher' and pick != 'teacher-groupnorm'")["checkpoint"].iloc[0]
     study = [s for s in validate(spec) if s.defense == defense][0]
-    run_search_stage(spec, study, f"file://{teacher}", resume=False)
+    run_search_stage(spec, "search", [(study, f"file://{teacher}", "")], resume=False)
     return spec, read_dataset(spec.sweep_uri, "results"), sweep.parent / name
 
 

@@ -10,15 +10,11 @@ Trial configs are :func:`akdray.audit.reference_config` (seed ``10_000 * (k + 1)
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Iterable
 
 from akdray.audit import reference_config
 from akdray.config import RunConfig
-from akdray.parquet_sink import CONFIRM_KEY, META_KEY, RESULTS, read_dataset
-
-DEFAULT_REFERENCES = 2  # each costs about one teacher training (no KID); README, "Cost on 2 CPU cores"
-SMOKE_REFERENCES = 2
+from akdray.results import RESULTS, read_dataset
 
 
 def reference_items(targets: Iterable[RunConfig], k: int) -> list[dict[str, Any]]:
@@ -33,12 +29,6 @@ def reference_items(targets: Iterable[RunConfig], k: int) -> list[dict[str, Any]
     return items
 
 
-def reference_space(items: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:
-    from ray import tune
-
-    return {META_KEY: meta, CONFIRM_KEY: tune.grid_search(items)}
-
-
 def found_references(sweep_uri: str, sweep_id: str, stage: str) -> dict[tuple[str, int], list[str]]:
     """Checkpoint URIs of the ok reference runs of a stage, by (preset, data draw), in seed order."""
     df = read_dataset(sweep_uri, RESULTS)
@@ -50,14 +40,3 @@ def found_references(sweep_uri: str, sweep_id: str, stage: str) -> dict[tuple[st
         if isinstance(r.checkpoint, str):
             out.setdefault((str(r.preset), int(r.data_seed)), []).append(r.checkpoint)
     return out
-
-
-def localize_references(cfg: RunConfig, tmp: str) -> RunConfig:
-    """Inside a Train worker: fetch reference checkpoints given as URIs (s3://, file://) to ``tmp``."""
-    if "://" not in cfg.reference_checkpoints:
-        return cfg
-    import ray.train
-
-    local = [ray.train.Checkpoint(uri).to_directory(os.path.join(tmp, f"reference{i}")) if "://" in uri else uri
-             for i, uri in enumerate(cfg.reference_list)]
-    return cfg.replace(reference_checkpoints=",".join(local))

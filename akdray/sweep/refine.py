@@ -3,8 +3,8 @@
 After the searches, the matched picks (``analysis.picks.matched_picks``, handed in as ``pick_fn`` so
 this package does not import the analysis) say which baseline picks found no trial within tolerance
 of AKD's pick ("no trial within tolerance"). For each such pick a small multi-objective Optuna study
-(``<defense>-seed<S>-refine<R>-<utility|privacy>``, stage ``search``) runs ``refine_trials`` more
-trials of that defense on that seed, in a search space narrowed around the matching region
+(``<defense>-seed<S>-refine<R>-<utility|privacy>``, stage ``search``; a round's studies share one
+Tune experiment ``refine<R>``) runs ``refine_trials`` more trials of that defense on that seed, in a search space narrowed around the matching region
 (:func:`narrowed_space`). Rounds repeat until every pick matches or ``refine_rounds`` rounds are
 spent; the picks are then recomputed by the analysis from all search rows, refined ones included.
 """
@@ -15,8 +15,6 @@ from dataclasses import replace
 from typing import Callable, Sequence
 
 import pandas as pd
-
-from akdray.parquet_sink import RESULTS, read_dataset
 
 REFINE_PAD = 0.25  # each narrowed range is padded by this fraction of the original span (log span for log params)
 
@@ -30,7 +28,7 @@ def _unscale(p, value: float) -> float:
 
 
 def narrowed_space(space: Sequence, rows: pd.DataFrame, axis: str, target: float, pad: float = REFINE_PAD) -> tuple:
-    """The search space of ``space`` (``akdray.tune.Param``) narrowed around ``target`` on ``axis``.
+    """The search space of ``space`` (``akdray.sweep.spec.Param``) narrowed around ``target`` on ``axis``.
 
     The anchors are the trial nearest to ``target`` from below and the one nearest from above on
     ``axis`` (only the nearest one when all trials lie on one side). Each parameter's new range is
@@ -66,53 +64,44 @@ def unmatched(picks: pd.DataFrame) -> pd.DataFrame:
     return picks[picks["match"].isin(["utility", "privacy"]) & ~picks["within"].astype(bool)]
 
 
-def refine_picks(spec, pick_fn: Callable[[pd.DataFrame], pd.DataFrame], resume: bool = False) -> pd.DataFrame:
+def refine_picks(spec, pick_fn: Callable[[pd.DataFrame], pd.DataFrame],
+                 rows_fn: Callable[[pd.DataFrame], pd.DataFrame], resume: bool = False) -> pd.DataFrame:
     """Run the refinement rounds of a finished sweep; returns the final picks (``pick_fn`` of the results).
 
-    ``spec.refine_trials`` trials per unmatched pick and round, at most ``spec.refine_rounds`` rounds.
+    ``pick_fn``: ``analysis.picks.matched_picks``; ``rows_fn``: ``analysis.fronts.frontier_rows`` (the
+    ok rows with ``leak``/``nkid`` the selection measures). ``spec.refine_trials`` trials per unmatched
+    pick and round, at most ``spec.refine_rounds`` rounds; each round's studies run side by side.
     """
-    from akdray import tune as sweep  # the stages (imports Ray)
-    from akdray.sweep_references import found_references
+    from akdray.sweep import stages  # imports Ray
+    from akdray.sweep.references import found_references
+    from akdray.sweep.spec import Study, base_config, search_space
 
     refs = found_references(spec.sweep_uri, spec.sweep_id, "reference")
-    teacher_of = sweep.teachers(spec)
-    picks = pick_fn(_results(spec))
+    teacher_of = stages.teachers(spec)
+    picks = pick_fn(stages.sweep_rows(spec))
     for round_no in range(1, spec.refine_rounds + 1):
         todo = unmatched(picks)
         if todo.empty or spec.refine_trials < 1:
             break
-        results = _results(spec)
+        selection = rows_fn(stages.sweep_rows(spec))
+        planned = []
         for pick in todo.itertuples():
             defense, seed, axis = str(pick.method), int(pick.seed), "nkid" if pick.match == "utility" else "leak"
-            teacher = teacher_of.get(seed)
-            if teacher is None:
+            if seed not in teacher_of:
                 print(f"akdray refine: no teacher for seed {seed}; {pick.pick} left unmatched")
                 continue
-            base = sweep.base_config(spec, defense, seed, teacher="(stage 1)")
-            space = tuple(p for p in sweep.search_space(defense, base) if p.name not in spec.fixed)
-            mine = _selection_rows(results, defense, seed)
+            base = base_config(spec, defense, seed, teacher="(stage 1)")
+            space = tuple(p for p in search_space(defense, base) if p.name not in spec.fixed)
+            mine = selection[(selection["stage"] == "search") & (selection["method"] == defense)
+                             & (selection["seed"] == seed)]
             narrowed = narrowed_space(space, mine, axis, float(pick.target))
-            study = sweep.Study(defense, seed, narrowed, spec.refine_trials)
-            study = replace(study, tag=f"refine{round_no}-{pick.match}")
+            study = Study(defense, seed, narrowed, spec.refine_trials, tag=f"refine{round_no}-{pick.match}")
             print(f"akdray refine: round {round_no}, {pick.pick} (nearest at distance {pick.distance:.4g}): "
                   f"{spec.refine_trials} trial(s) in " + "; ".join(p.describe() for p in narrowed))
-            sweep.run_search_stage(spec, study, teacher, resume, sweep.seed_references(spec, seed, refs))
-        picks = pick_fn(_results(spec))
+            planned.append((study, teacher_of[seed], stages.seed_references(spec, seed, refs)))
+        stages.run_search_stage(spec, f"refine{round_no}", planned, resume)
+        picks = pick_fn(stages.sweep_rows(spec))
     left = unmatched(picks)
     if len(left):
         print(f"akdray refine: still no trial within tolerance for {', '.join(left['pick'])} (budget spent)")
     return picks
-
-
-def _results(spec) -> pd.DataFrame:
-    df = read_dataset(spec.sweep_uri, RESULTS)
-    return df[df["sweep_id"] == spec.sweep_id] if not df.empty else df
-
-
-def _selection_rows(results: pd.DataFrame, defense: str, seed: int) -> pd.DataFrame:
-    """ok search rows of one defense and seed, with ``leak``/``nkid`` the validation measures where present."""
-    rows = results[(results["stage"] == "search") & (results["method"] == defense) & (results["seed"] == seed)
-                   & (results["status"] == "ok")]
-    if "val_leak" in rows and rows["val_leak"].notna().any():
-        rows = rows.assign(leak=rows["val_leak"], nkid=rows["val_nkid"])
-    return rows

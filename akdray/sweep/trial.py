@@ -1,0 +1,133 @@
+"""Inside one trial: the Ray Tune trial driver and the Ray Train worker (the only ``ray.train`` user).
+
+Layers (Ray Train V2 inside a Tune function trainable)::
+
+    Tuner ──> trial_driver(config)              Tune trial: 0 CPU, 256 MiB; rebuilds the RunConfig
+                 └─> TorchTrainer(train_worker)  1 worker holding the trial's CPUs / (fractional) GPUs
+                        └─> akdray.run.run(cfg, out_dir, teacher_dir=..., reference_dirs=...)
+
+The worker reports the run's **full row** with the run folder as its Ray Train ``Checkpoint``; Train
+uploads the folder to ``SWEEP_DIR/runs/<trial_id>/checkpoint_*`` and keeps the row with it. The
+driver forwards that row (``Result.metrics``: the metrics of the latest checkpoint) plus the folder's
+URI (column ``checkpoint``) to Tune - what Ray's ``TuneReportCallback`` does for each report, but
+also correct when Train restored an already finished run, whose worker reports nothing.
+
+Fault tolerance: a worker crash is retried by Train (``train_max_failures``), a driver crash by Tune
+(``max_failures``); a retried trial reuses its Train run folder, so a trial whose checkpoint exists
+is *not* trained again. Bad input (ConfigError, DataError) can never succeed: it becomes a failed
+row at once, without retries.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+from ray import tune
+
+from akdray.config import ConfigError, RunConfig, from_dict, resolve_n_val
+from akdray.data.aligned import DataError
+from akdray.schema import METRIC_KEYS, ROW_FILE
+from akdray.sweep.spec import OBJECTIVES, TEST_OBJECTIVES, split_trial_config
+
+DRIVER_RESOURCES = {"cpu": 0, "memory": 256 * 1024**2}  # the Tune trial only waits on its Train run
+# What Tune's progress table shows (the first keys of a result): the objectives, then the run.
+SUMMARY_KEYS = ("val_leak", "val_nkid", "leak", "nkid", "loss_auc", "lira_auc", "wall_s", "status", "error")
+
+
+def finalize_row(row: dict[str, Any]) -> dict[str, Any]:
+    """NaN/inf objectives are failures: status 'failed', objective null (never a fake number)."""
+    row = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
+    split = row.get("eval_split", "both")
+    has_val = resolve_n_val(int(row.get("n_val") or 0), str(row.get("data_source", "synthetic"))) > 0
+    needed = (OBJECTIVES if split != "test" and has_val else ()) + (TEST_OBJECTIVES if split != "val" else ())
+    if row.get("method") == "reference":
+        needed = ("leak",)  # a reference run has no KID and no validation audit
+    bad = [k for k in needed if not (isinstance(row.get(k), (int, float)) and math.isfinite(row[k]))]
+    for key in bad:
+        row[key] = None
+    if bad and row.get("status") == "ok":
+        row.update(status="failed", error=f"non-finite objective(s): {', '.join(bad)}")
+    return row
+
+
+def failed_row(config: Mapping[str, Any], error: str) -> dict[str, Any]:
+    """The row of a trial that cannot run: its config, null metrics, status 'failed' and why."""
+    return {**config, **{k: None for k in METRIC_KEYS}, "status": "failed", "error": error}
+
+
+def fetch_inputs(cfg: RunConfig, tmp: str) -> tuple[str | None, list[str] | None]:
+    """Local copies of a teacher / reference models given as URIs (s3://, file://); None = use as named."""
+    import ray.train
+
+    def fetch(uri: str, name: str) -> str:
+        return ray.train.Checkpoint(uri).to_directory(os.path.join(tmp, name)) if "://" in uri else uri
+
+    teacher = fetch(cfg.teacher_checkpoint, "teacher") if "://" in cfg.teacher_checkpoint else None
+    references = None
+    if "://" in cfg.reference_checkpoints:
+        references = [fetch(uri, f"reference{i}") for i, uri in enumerate(cfg.reference_list)]
+    return teacher, references
+
+
+def train_worker(loop_config: dict[str, Any]) -> None:
+    """Ray Train worker: ``run(cfg)`` into a temporary folder, reported with the full row as its checkpoint."""
+    import ray.train
+
+    if ray.train.get_checkpoint() is not None:
+        return  # this run already finished and uploaded its folder; Train kept its row
+    from akdray.run import run
+
+    cfg = from_dict(loop_config["cfg"])
+    with tempfile.TemporaryDirectory(prefix="akdray-trial-") as tmp:
+        out = Path(tmp) / "run"
+        try:
+            teacher_dir, reference_dirs = fetch_inputs(cfg, tmp)
+            row = run(cfg, out, teacher_dir=teacher_dir, reference_dirs=reference_dirs)
+        except (ConfigError, DataError) as exc:  # can never succeed: a failed row now, no retries
+            out.mkdir(exist_ok=True)
+            row = failed_row(cfg.to_dict(), f"bad input: {exc}")
+        row = finalize_row(row)
+        (out / ROW_FILE).write_text(json.dumps(row, indent=2) + "\n")
+        ray.train.report(row, checkpoint=ray.train.Checkpoint.from_directory(str(out)))
+
+
+def _storage_uri(path: str, meta: Mapping[str, Any]) -> str:
+    """A Ray filesystem path -> a URI usable anywhere (local path or scheme://bucket/key)."""
+    scheme = meta.get("scheme")
+    return path if not scheme or "://" in path else f"{scheme}://{path}"
+
+
+def trial_driver(config: dict[str, Any]) -> None:
+    """Ray Tune function trainable: launch one Ray Train run and forward its row to Tune."""
+    from ray.train import FailureConfig, RunConfig as RayRunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    config, meta, _pick = split_trial_config(config)
+    try:
+        cfg = from_dict(config)  # the same field names end to end; refuses unknown keys
+    except ConfigError as exc:  # e.g. a searched value outside what the config allows: no retries
+        tune.report(failed_row(config, f"bad input: {exc}"))
+        return
+    trial_id = tune.get_context().get_trial_id()
+    gpus, cpus = float(meta["gpus"]), float(meta["cpus"])
+    resources = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config={"cfg": cfg.to_dict(), "trial_id": trial_id},
+        scaling_config=ScalingConfig(num_workers=1, use_gpu=gpus > 0, resources_per_worker=resources),
+        run_config=RayRunConfig(name=trial_id, storage_path=meta["runs_uri"],
+                                failure_config=FailureConfig(max_failures=int(meta["train_max_failures"]))),
+    )
+    result = trainer.fit()
+    if result.checkpoint is None or not result.metrics:
+        raise RuntimeError(f"Ray Train run {trial_id} finished without a checkpoint and its row")
+    row = dict(result.metrics)
+    # Summary keys first: Tune's progress table shows the first numeric metrics of a result.
+    tune.report({**{k: row.get(k) for k in SUMMARY_KEYS}, **row, "checkpoint": _storage_uri(result.checkpoint.path, meta)})
+
+
+trial_driver._progress_metrics = SUMMARY_KEYS  # what Tune prints when a trial finishes
