@@ -39,7 +39,7 @@ def main() -> int:
                                                 "synthetic_style": args.style, "gan_weight": weight, **extra})
                 t0 = time.perf_counter()
                 row = run(cfg, out / f"{label}-seed{seed}")
-                rows.append({"seed": seed, "teacher": label, "nkid": row["nkid"], "mia_auc": row["mia_auc"],
+                rows.append({"seed": seed, "teacher": label, "nkid": row["nkid"], "loss_auc": row["loss_auc"],
                              "test_l1": row["test_l1"], "wall_s": time.perf_counter() - t0})
                 print(json.dumps(rows[-1]), flush=True)
     print(f"\n{args.style} task, preset {args.preset}")

@@ -251,8 +251,9 @@ def _fault_search(sweep: Path, name: str, defense: str, overrides: dict | None =
 def _alive_pids(class_name: str) -> list[int]:
     from ray.util.state import list_actors
 
-    actors = list_actors(filters=[("class_name", "=", class_name), ("state", "=", "ALIVE")], detail=True,
-                         raise_on_missing_output=False)
+    address = f"http://{_RAY['ctx'].dashboard_url}"  # this session's cluster, even if other Ray instances run here
+    actors = list_actors(address=address, filters=[("class_name", "=", class_name), ("state", "=", "ALIVE")],
+                         detail=True, raise_on_missing_output=False)
     return [a.pid for a in actors if a.pid]
 
 

@@ -1,0 +1,114 @@
+"""Ray's cost per trial: seconds (Tune trial time - run wall time) and resident memory per Ray process kind.
+
+    python benchmarks/bench_ray_overhead.py [--tree before=/path/to/old/checkout] [--repeats 2] [--out DIR]
+
+Runs the smoke sweep (``sweeps/pareto.py --smoke-test``: the ``tiny`` preset, so a run itself takes
+seconds and Ray's share shows) once per source tree and repeat, alternating trees so both see the
+same machine, each in a fresh local Ray cluster started by the sweep itself. From the sweep's own
+Parquet rows: Ray overhead per trial = ``trial_time_s - wall_s`` (the trial driver, the Train
+controller and its helper actors, the worker group start, checkpoint upload and result plumbing).
+While it runs, every ``ray::<kind>`` process is sampled (``ps``, 0.5 s) for its resident memory:
+the table shows the peak RSS per process kind and the peak summed RSS of all Ray processes.
+The current checkout is always measured as ``after``. Wall times are of this machine, with whatever
+else runs on it; compare trees only within one invocation.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ray_processes() -> dict[str, list[int]]:
+    """RSS in KiB of every live ``ray::<kind>`` process, by kind (IDLE workers included)."""
+    out = subprocess.run(["ps", "-eo", "rss=,args="], capture_output=True, text=True).stdout
+    kinds: dict[str, list[int]] = defaultdict(list)
+    for line in out.splitlines():
+        rss, _, args = line.strip().partition(" ")
+        if args.startswith("ray::"):
+            kinds[args.split()[0][5:].split(".")[0]].append(int(rss))
+    return kinds
+
+
+class Sampler(threading.Thread):
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.stop, self.peak_kind, self.peak_total = threading.Event(), defaultdict(int), 0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            kinds = ray_processes()
+            for kind, values in kinds.items():
+                self.peak_kind[kind] = max(self.peak_kind[kind], max(values))
+            self.peak_total = max(self.peak_total, sum(sum(v) for v in kinds.values()))
+            time.sleep(0.5)
+
+
+def one_sweep(tree: Path, storage: Path, references: int) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    sampler = Sampler()
+    sampler.start()
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(tree / "sweeps" / "pareto.py"), "--smoke-test", "--defenses", "gauss,akd",
+                           "--references", str(references), "--storage", str(storage), "--name", "bench", "-q"],
+                          env=env, cwd=tree, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    sampler.stop.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"sweep in {tree} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    rows = pd.read_parquet(storage / "bench" / "results")
+    overhead = (rows["trial_time_s"] - rows["wall_s"]).dropna()
+    return {"sweep_s": wall, "trials": len(rows), "overhead_s": list(overhead),
+            "peak_kind_mib": {k: v / 1024 for k, v in sampler.peak_kind.items()},
+            "peak_total_mib": sampler.peak_total / 1024}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tree", action="append", default=[], metavar="LABEL=PATH", help="another checkout to measure")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--references", type=int, default=2)
+    args = ap.parse_args()
+    trees = dict(item.split("=", 1) for item in args.tree)
+    trees["after"] = str(ROOT)
+    results: dict[str, list[dict]] = defaultdict(list)
+    for repeat in range(args.repeats):
+        for label, tree in trees.items():
+            with tempfile.TemporaryDirectory(prefix="akdray-bench-ray-") as tmp:
+                r = one_sweep(Path(tree), Path(tmp), args.references)
+            results[label].append(r)
+            print(f"[{time.strftime('%H:%M:%S')}] {label} repeat {repeat}: sweep {r['sweep_s']:.1f} s, "
+                  f"{r['trials']} trials, overhead median {statistics.median(r['overhead_s']):.1f} s, "
+                  f"peak Ray RSS {r['peak_total_mib']:.0f} MiB", flush=True)
+    print("\n| tree | smoke sweep [s] | Ray overhead per trial [s], median (min-max) | peak RSS of all Ray processes [MiB] |")
+    print("|---|---|---|---|")
+    for label, runs in results.items():
+        over = [x for r in runs for x in r["overhead_s"]]
+        print(f"| {label} | {statistics.median(r['sweep_s'] for r in runs):.0f} | {statistics.median(over):.1f} "
+              f"({min(over):.1f}-{max(over):.1f}) | {statistics.median(r['peak_total_mib'] for r in runs):.0f} |")
+    kinds = sorted({k for runs in results.values() for r in runs for k in r["peak_kind_mib"]})
+    print("\npeak RSS per Ray process kind [MiB] (median over repeats; '-' = no such process)\n")
+    print("| process | " + " | ".join(results) + " |\n|---|" + "---|" * len(results))
+    for kind in kinds:
+        cells = []
+        for runs in results.values():
+            values = [r["peak_kind_mib"][kind] for r in runs if kind in r["peak_kind_mib"]]
+            cells.append(f"{statistics.median(values):.0f}" if values else "-")
+        print(f"| {kind} | " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
