@@ -404,3 +404,30 @@ def test_killed_driver_resumes_without_duplicates_and_dashboard_lists_it(tmp_pat
     study = optuna.load_study(study_name="gauss-seed0", storage=optuna_url(_spec(tmp_path / "resume")))
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 3 and all(not math.isnan(v) for t in complete for v in t.values)
+
+
+def test_packed_reference_runs_equal_separate_runs_weight_for_weight(tmp_path):
+    """--references-per-trial: one Train worker trains N reference models one after another, each
+    into its own folder, and each is the same model as its own separate run (same seeds)."""
+    import torch
+
+    from akdray.audit import reference_config
+    from akdray.config import make_config
+    from akdray.run import run
+    from akdray.sweep.references import item_runs, reference_items
+    from akdray.sweep.trial import pack_folder, run_pack
+
+    target = make_config("tiny", {"device": "cpu", "epochs": 3})
+    items = reference_items([target, target.replace(seed=7)], 3, per_trial=2)
+    assert [1 + len(i.get("pack", [])) for i in items] == [2, 1, 2, 1] and item_runs(items) == 6
+    configs = [reference_config(target, i) for i in range(2)]
+    rows = run_pack(configs, tmp_path / "packed", str(tmp_path))
+    assert [r["status"] for r in rows] == ["ok", "ok"] and rows[1]["seed"] == configs[1].seed
+    for i, cfg in enumerate(configs):
+        run(cfg, tmp_path / f"alone{i}")
+        packed = torch.load(pack_folder(tmp_path / "packed", i) / "checkpoint.pt", weights_only=False)
+        alone = torch.load(tmp_path / f"alone{i}" / "checkpoint.pt", weights_only=False)
+        weights = [k for k, v in alone["generator"].items() if v.is_floating_point()]
+        assert weights and all(torch.equal(packed["generator"][k], alone["generator"][k]) for k in weights)
+    assert not torch.equal(*(torch.load(pack_folder(tmp_path / "packed", i) / "checkpoint.pt", weights_only=False)
+                             ["generator"][weights[0]] for i in range(2)))  # two different models

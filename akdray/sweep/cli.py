@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--references", type=int, default=None,
                    help=f"reference models per seed for the calibrated attacks cal and lira: 0 (loss attack only) "
                         f"or >= 2 (default {DEFAULT_REFERENCES})")
+    p.add_argument("--references-per-trial", type=int, default=1, metavar="N",
+                   help="reference models trained one after another in one trial (Ray's start-up paid once per "
+                        "N; a cluster still spreads the packs over its slots); default 1")
     p.add_argument("--defenses", default=",".join(DEFENSES), help=f"comma list out of {','.join(DEFENSES)}")
     p.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: what the cluster holds)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
@@ -180,6 +183,7 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
         verbose=0 if args.quiet else 1, refine_trials=args.refine_trials if args.refine_picks else 0,
         refine_rounds=args.refine_rounds,
         references=DEFAULT_REFERENCES if args.references is None else args.references,
+        references_per_trial=args.references_per_trial,
     )
 
 
@@ -200,13 +204,27 @@ def probe_address(address: str | None, timeout_s: float = 5.0) -> None:
                           "start one with `ray start --head` or leave --address out for a local one") from None
 
 
+# A local cluster started by the sweep (no --address): Ray Train's per-run helpers that a laptop does
+# not need are off, and the Train controller polls its one worker every 0.25 s instead of 2 s (a run's
+# end is noticed sooner). Values already in the environment win. Clusters keep Ray's defaults
+# (preemption watcher for spot nodes, Prometheus metrics). benchmarks/bench_ray_overhead.py measures it.
+LOCAL_TRAIN_ENV = {
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",  # no spot preemption on this machine
+    "RAY_TRAIN_METRICS_ENABLED": "0",  # Prometheus metrics of Train: no scraper on a laptop
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25",
+}
+
+
 def connect(address: str | None) -> None:
     import ray
 
     if not ray.is_initialized():
         probe_address(address)
         # Worker progress bars would flood the terminal; Tune's table shows the progress instead.
-        ray.init(address=address, runtime_env={"env_vars": {"TQDM_DISABLE": "1"}})
+        env = {"TQDM_DISABLE": "1"}
+        if address is None:
+            env.update({k: os.environ.get(k, v) for k, v in LOCAL_TRAIN_ENV.items()})
+        ray.init(address=address, runtime_env={"env_vars": env})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,7 +14,7 @@ import time
 import pandas as pd
 
 from akdray.config import METHODS_NEEDING_TEACHER, from_dict
-from akdray.sweep.references import found_references, reference_items
+from akdray.sweep.references import found_references, item_runs, reference_items
 from akdray.sweep.spec import SweepSpec, grid_space
 from akdray.sweep.stages import auto_resources, run_experiment, sweep_rows, trial_meta
 
@@ -36,10 +36,10 @@ def run_confirm_stage(spec: SweepSpec, configs: list[tuple[str, dict]], resume: 
     spec = auto_resources(spec)
     t0 = time.perf_counter()
     plain = [from_dict({**c, "method": "teacher", "teacher_checkpoint": "", "reference_checkpoints": ""}) for _, c in configs]
-    items = reference_items(plain, spec.references)
+    items = reference_items(plain, spec.references, spec.references_per_trial)
     if items:
         meta = trial_meta(spec, "confirm-reference", "reference")
-        run_experiment(spec, "confirm-reference", grid_space(meta, items), 1, None, resume, expected=len(items))
+        run_experiment(spec, "confirm-reference", grid_space(meta, items), 1, None, resume, expected=item_runs(items))
     refs = found_references(spec.sweep_uri, spec.sweep_id, "confirm-reference")
     configs = [(label, {**c, "reference_checkpoints": ",".join(refs.get((p.preset, p.resolved_data_seed), []))})
                for (label, c), p in zip(configs, plain)]

@@ -14,7 +14,9 @@ from typing import Any
 from ray.tune import Callback
 
 from akdray.results import PARTITION, RESULT_SCHEMA, write_trial
+from akdray.storage import join
 from akdray.sweep.spec import split_trial_config
+from akdray.sweep.trial import PACK_ROWS, pack_name
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,7 @@ class ParquetSink(Callback):
         self.experiment = experiment
 
     def _base_row(self, trial) -> dict[str, Any]:
-        config, meta, pick = split_trial_config(trial.config)
+        config, meta, pick, _pack = split_trial_config(trial.config)
         return {
             **config, "sweep_id": meta.get("sweep_id"), "stage": meta.get("stage"), "study": meta.get("study"),
             "pick": pick,
@@ -65,6 +67,21 @@ class ParquetSink(Callback):
             log.exception("akdray: could not write the Parquet rows of trial %s", row.get("trial_id"))
             SINK_FAILURES.setdefault(self.experiment, []).append(f"trial {row.get('trial_id')}: {exc}")
 
+    def _packed(self, trial, first: dict[str, Any], results: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+        """The rows of a packed trial's runs after the first: id ``<trial>-pack<i>``, folder ``pack<i>``."""
+        _config, _meta, _pick, pack = split_trial_config(trial.config)
+        rows = []
+        for index, cfg in enumerate(pack, start=1):
+            row = {**first, **cfg, "trial_id": f"{trial.trial_id}-pack{index}"}
+            if results is None:  # the trial errored: every run of it is failed
+                row.update(status="failed", error=first.get("error"))
+            else:
+                row.update({k: v for k, v in results[index - 1].items() if k in RESULT_SCHEMA.names or k == PARTITION})
+                if first.get("checkpoint"):
+                    row["checkpoint"] = join(first["checkpoint"], pack_name(index))
+            rows.append(row)
+        return rows
+
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         result = dict(trial.last_result or {})
         row = self._base_row(trial)
@@ -72,9 +89,14 @@ class ParquetSink(Callback):
         row["trial_time_s"] = result.get("time_total_s")
         if "status" not in result:  # the trial returned without reporting
             row.update(status="failed", error="trial finished without reporting a result")
-        self._write(row)
+        packed = result.get(PACK_ROWS) or []
+        for extra in self._packed(trial, row, packed if len(packed) == len(split_trial_config(trial.config)[3]) else None):
+            self._write(extra)
+        self._write(row)  # the trial's own row last: all its rows are recorded once it exists
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         row = self._base_row(trial)
         row.update(status="failed", error=_error_text(trial))
+        for extra in self._packed(trial, row, None):
+            self._write(extra)
         self._write(row)

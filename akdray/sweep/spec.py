@@ -15,8 +15,6 @@ from typing import Any, Mapping
 from ray import tune
 
 from akdray.config import ConfigError, RunConfig, make_config
-from akdray.data.aligned import DataError, list_images
-from akdray.data.splits import check_carve
 from akdray.results import RESULTS, SWEEP_FILE
 from akdray.storage import cache_root, join
 
@@ -104,6 +102,7 @@ class SweepSpec:
     train_max_failures: int = 2  # Train retries of a crashed worker
     search_seed: int = 0
     references: int = DEFAULT_REFERENCES  # reference models per (data set, seed): cal and lira attacks
+    references_per_trial: int = 1  # reference models trained one after another by one Train worker
     refine_trials: int = 0  # --refine-picks: extra trials per unmatched baseline pick and round (0 = off)
     refine_rounds: int = 2  # at most this many refinement rounds (akdray.sweep.refine)
     verbose: int = 1
@@ -205,6 +204,8 @@ def validate(spec: SweepSpec) -> list[Study]:
                           "sweep (the stages set them)")
     if spec.refine_trials < 0 or spec.refine_rounds < 1:
         raise ConfigError("--refine-trials must be >= 0 and --refine-rounds >= 1")
+    if spec.references_per_trial < 1:
+        raise ConfigError(f"--references-per-trial must be at least 1, got {spec.references_per_trial}")
     if spec.references == 1 or spec.references < 0:
         raise ConfigError("--references must be 0 (loss attack only) or at least 2 (LiRA needs 2)")
     for seed in spec.seed_list:
@@ -225,6 +226,9 @@ def check_sweep_data(cfg: RunConfig) -> None:
     """
     if cfg.data_source != "aligned" or "://" in cfg.data_root:
         return  # URIs (s3://, file://) are fetched by each worker into its cache (akdray.data.remote)
+    from akdray.data.aligned import DataError, list_images  # torch: not in the trial driver's imports
+    from akdray.data.splits import check_carve
+
     if not os.path.isabs(cfg.data_root):
         raise ConfigError(f"field 'data_root' {cfg.data_root!r} must be an absolute path in a sweep "
                           "(trials run in other folders and on other nodes)")
@@ -243,14 +247,18 @@ def check_sweep_data(cfg: RunConfig) -> None:
             raise ConfigError(str(exc)) from None
 
 
-def split_trial_config(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str | None]:
-    """A Tune trial config -> (flat RunConfig dict, sweep metadata, grid pick label or None)."""
+def split_trial_config(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str | None, list[dict]]:
+    """A Tune trial config -> (flat RunConfig dict, sweep metadata, grid pick label or None, packed configs).
+
+    A packed trial (``--references-per-trial N``) trains ``cfg`` and then each config of ``pack``
+    in the same Train worker; every one of them becomes a results row of its own.
+    """
     config = dict(config)
     meta = config.pop(META_KEY, {}) or {}
     choice = config.pop(CONFIRM_KEY, None)
     if choice:
         config.update(choice["cfg"])
-    return config, meta, choice["pick"] if choice else None
+    return config, meta, choice["pick"] if choice else None, list(choice.get("pack", [])) if choice else []
 
 
 def grid_space(meta: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -282,7 +290,8 @@ def describe(spec: SweepSpec, plan: list[Study]) -> str:
         f"max concurrent trials: {spec.max_concurrent or 'auto (cluster CPUs or GPUs / per-trial)'}",
         f"  retries: {spec.train_max_failures} by Ray Train (worker crash), {spec.max_failures} by Tune (trial crash)",
         f"stage 0 'reference': {spec.references} reference model(s) per seed (teacher recipe, no KID), "
-        f"{spec.references * spec.seeds} trial(s); every later trial runs the loss, cal and lira attacks",
+        f"{-(-spec.references // spec.references_per_trial) * spec.seeds} trial(s) "
+        f"({spec.references_per_trial} per trial); every later trial runs the loss, cal and lira attacks",
         f"stage 1 'teacher': {spec.seeds} trial(s), seeds {spec.seed_list} "
         f"(epochs={teacher.epochs}+{teacher.epochs_decay}, image_size={teacher.image_size}, n_train={teacher.n_train}; "
         f"without GPUs idle trial slots go to the teachers)",
@@ -300,6 +309,6 @@ def describe(spec: SweepSpec, plan: list[Study]) -> str:
                      f"{spec.refine_trials} more trial(s) in a narrowed space, up to {spec.refine_rounds} round(s) "
                      f"(at most {spec.refine_trials * spec.refine_rounds * 2 * (len(spec.defenses) - ('akd' in spec.defenses))} "
                      "extra per seed, not in the total)")
-    total = spec.seeds * (2 + spec.references) + sum(s.num_samples for s in plan)
+    total = spec.seeds * (2 + -(-spec.references // spec.references_per_trial)) + sum(s.num_samples for s in plan)
     lines.append(f"total: {total} trials; results -> {join(spec.sweep_uri, RESULTS)} (Parquet, method=...)")
     return "\n".join(lines)

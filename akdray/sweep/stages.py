@@ -27,7 +27,7 @@ from ray import tune
 from akdray.config import ConfigError
 from akdray.results import RESULTS, SWEEP_FILE, read_dataset
 from akdray.storage import StorageError, create_exclusive, exists, join, read_bytes, resolve, write_bytes
-from akdray.sweep.references import found_references, reference_items
+from akdray.sweep.references import found_references, item_runs, reference_items
 from akdray.sweep.search import close_studies, study_router
 from akdray.sweep.sink import SINK_FAILURES, ParquetSink
 from akdray.sweep.spec import (
@@ -136,10 +136,11 @@ def seed_references(spec: SweepSpec, seed: int, found: dict[tuple[str, int], lis
 
 def run_reference_stage(spec: SweepSpec, resume: bool) -> dict[tuple[str, int], list[str]]:
     """Stage 0: ``spec.references`` reference models per seed (see :mod:`akdray.sweep.references`)."""
-    items = reference_items([base_config(spec, "teacher", s) for s in spec.seed_list], spec.references)
+    items = reference_items([base_config(spec, "teacher", s) for s in spec.seed_list], spec.references,
+                            spec.references_per_trial)
     if items:
         run_experiment(spec, "reference", grid_space(trial_meta(spec, "reference", "reference"), items), 1,
-                       None, resume, expected=len(items))
+                       None, resume, expected=item_runs(items))
     return found_references(spec.sweep_uri, spec.sweep_id, "reference")
 
 
