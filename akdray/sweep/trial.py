@@ -20,6 +20,7 @@ row at once, without retries.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import tempfile
@@ -103,12 +104,23 @@ def run_pack(configs: list[RunConfig], out: Path, tmp: str) -> list[dict[str, An
     return rows
 
 
+def _quiet_report_log() -> None:
+    """Ray Train logs every report with its metrics at INFO; with the full row (~150 fields) as the
+    metrics that floods the sweep's terminal, so this worker's report log is raised to WARNING."""
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:  # another Ray layout: keep its logging as it is
+        return
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)  # Ray names that logger by its file
+
+
 def train_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train worker: the trial's run(s) into a temporary folder, reported with the rows as its checkpoint."""
     import ray.train
 
     if ray.train.get_checkpoint() is not None:
         return  # this trial already finished and uploaded its folder; Train kept its row(s)
+    _quiet_report_log()
     configs = [from_dict(c) for c in (loop_config["cfg"], *loop_config.get("pack", []))]
     with tempfile.TemporaryDirectory(prefix="akdray-trial-") as tmp:
         out = Path(tmp) / "run"
