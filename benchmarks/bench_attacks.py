@@ -18,14 +18,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
 
-import torch  # noqa: E402
-
-from akdray.audit import audit_checkpoint, reference_config  # noqa: E402
-from akdray.config import make_config  # noqa: E402
-from akdray.run import run  # noqa: E402
-from akdray.schema import ATTACKS  # noqa: E402
+from akdray.audit import audit_checkpoint, reference_config
+from akdray.config import make_config
+from akdray.run import run
+from akdray.schema import ATTACKS
 
 HEADLINE = {  # README Table II picks (AKD lambda 727 / proxy 26; DMP proxy 79; DP-SGD sigma 0.5, C 1)
     "akd": dict(distill_lambda=727.0, proxy_size=26, distill_epochs=60),
