@@ -17,7 +17,7 @@ from akdray.audit import reference_config
 from akdray.config import RunConfig
 from akdray.parquet_sink import CONFIRM_KEY, META_KEY, RESULTS, read_dataset
 
-DEFAULT_REFERENCES = 2  # each costs about one teacher training (no KID); README, "Cost on 2 CPU cores"
+DEFAULT_REFERENCES = 2  # each costs about one teacher training (no KID); docs/sweeps.md, "Cost on 2 CPU cores"
 SMOKE_REFERENCES = 2
 
 
