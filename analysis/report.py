@@ -1,4 +1,6 @@
-"""``python analysis/report.py SWEEP_DIR [--out DIR]``: a sweep's Parquet -> the paper's evidence.
+"""``python -m analysis.report SWEEP_DIR [--out DIR]``: a sweep's Parquet -> the paper's evidence.
+
+``python analysis/report.py ...`` works too: ``analysis`` is installed with akdray (``pip install -e .``).
 
 Writes into ``DIR`` (default ``SWEEP_DIR/report``; ``./report`` for a URI such as ``s3://...``):
 
@@ -21,15 +23,12 @@ import re
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
+import pandas as pd
+import pyarrow as pa
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pyarrow as pa  # noqa: E402
-
-from analysis import figures, fronts, picks as picking, tables  # noqa: E402
-from analysis.load import METHOD_ORDER, NoResultsError, load_provenance, load_results, load_rows_for  # noqa: E402
+from analysis import figures, fronts, picks as picking, tables
+from analysis.load import METHOD_ORDER, NoResultsError, load_provenance, load_results, load_rows_for
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:0.88em}th,td{border:1px solid #bbb;padding:3px 8px;text-align:left}

@@ -5,7 +5,7 @@
 Per seed s (data draw s, since ``data_seed`` follows ``seed``): K + 1 reference runs (no KID), the
 teacher audited with references 1..K, and the **control** - reference 0, which never saw an audited
 image, audited as if it were the target with references 1..K (``akdray audit``). With
-``--headline`` also AKD, DMP, DP-SGD and Gauss at the README's Table II settings against that
+``--headline`` also AKD, DMP, DP-SGD and Gauss at the Table II settings (docs/sweeps.md) against that
 teacher. Every finished run appends one JSON line to OUT/results.jsonl (so a stopped benchmark
 keeps its numbers); ``--report`` prints the tables from that file without training.
 Wall times are of this machine, with whatever else runs on it.
@@ -18,16 +18,14 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
 
-import torch  # noqa: E402
+from akdray.audit import audit_checkpoint, reference_config
+from akdray.config import make_config
+from akdray.run import run
+from akdray.schema import ATTACKS
 
-from akdray.audit import audit_checkpoint, reference_config  # noqa: E402
-from akdray.config import make_config  # noqa: E402
-from akdray.run import run  # noqa: E402
-from akdray.schema import ATTACKS  # noqa: E402
-
-HEADLINE = {  # README Table II picks (AKD lambda 727 / proxy 26; DMP proxy 79; DP-SGD sigma 0.5, C 1)
+HEADLINE = {  # Table II picks (docs/sweeps.md) (AKD lambda 727 / proxy 26; DMP proxy 79; DP-SGD sigma 0.5, C 1)
     "akd": dict(distill_lambda=727.0, proxy_size=26, distill_epochs=60),
     "dmp": dict(proxy_size=79),
     "dpsgd": dict(dp_noise_multiplier=0.5, dp_max_grad_norm=1.0),

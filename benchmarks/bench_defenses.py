@@ -1,6 +1,6 @@
 """Teacher, AKD, DMP, DP-SGD at two sigma and Gauss at two sigma on one preset and seed.
 
-Prints the Markdown table that the README shows (AUC / TPR@1%FPR / NKID / gap / epsilon / wall).
+Prints the Markdown table that docs/benchmarks.md shows (AUC / TPR@1%FPR / NKID / gap / epsilon / wall).
 Usage: python benchmarks/bench_defenses.py --out runs/bench [--preset cpu-small] [--seed 0]
 """
 from __future__ import annotations

@@ -100,6 +100,21 @@ def test_no_results_dataset_is_a_clear_exit_2(tmp_path, capsys):
     assert done.returncode == 2 and "no results dataset" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_analysis_is_installed_with_akdray_and_runs_as_a_module(tmp_path):
+    """pyproject's package list ships analysis/, so ``python -m analysis.report`` (and the script path, above)
+    work from any folder without a sys.path insert."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    find = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    assert "analysis" in find_packages(str(ROOT), include=find["include"])
+    assert "sys.path" not in (ROOT / "analysis" / "report.py").read_text()
+    done = subprocess.run([sys.executable, "-m", "analysis.report", "--help"], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 0 and "SWEEP_DIR" in done.stdout.upper(), done.stderr
+
+
 # --- headless Chromium ------------------------------------------------------------------------
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -27,7 +27,7 @@ TEST_OBJECTIVES = ("leak", "nkid")  # the same measures on the test half of the 
 MODES = ("min", "min")
 DEFAULT_SAMPLES = {"akd": 3, "dmp": 3, "dpsgd": 3, "gauss": 3}  # equal budgets; cpu-small: about 15 min on 2 cores
 GROUPNORM_PICK = "teacher-groupnorm"  # the non-private teacher with DP-SGD's architecture (norm=group)
-DEFAULT_REFERENCES = 2  # reference models per seed; each costs about one teacher training (no KID)
+DEFAULT_REFERENCES = 2  # reference models per seed; each costs about one teacher training (no KID; docs/sweeps.md)
 SMOKE_SAMPLES = {"akd": 1, "dmp": 1, "dpsgd": 1, "gauss": 1}  # --smoke-test: the ``tiny`` preset, one trial each
 STAGES_DIR, RUNS_DIR, OPTUNA_DB = "stages", "runs", "optuna.db"
 META_KEY = "_akdray"  # trial-config key holding the sweep metadata (never a RunConfig field)
