@@ -12,16 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import struct
 import subprocess
 import sys
 import tempfile
 import time
-import zlib
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+from akdray.testing import png_header_only, write_aligned_folder
 
 TINY = ("image_size=16 ngf=8 ndf=8 d_layers=2 n_train=16 proxy_pool_size=12 proxy_size=8 n_test=16 epochs=2 "
         "distill_epochs=2 batch_size=4 kid_subset_size=8 kid_subsets=10 kid_max_images=8").split()
@@ -31,34 +28,18 @@ def sets(*items: str) -> list[str]:
     return [x for item in items for x in ("--set", item)]
 
 
-def aligned(root: Path, counts: dict[str, int], size: int = 16) -> Path:
-    rng = np.random.default_rng(0)
-    for split, n in counts.items():
-        (root / split).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            Image.fromarray(rng.integers(0, 255, (size, 2 * size, 3), dtype=np.uint8)).save(root / split / f"{i:03d}.png")
-    return root
-
-
-def bomb(path: Path, width: int, height: int) -> None:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
-
-
 def cases(work: Path) -> list[tuple[str, list[str]]]:
-    data = aligned(work / "data", {"train": 16, "val": 12, "test": 16})
+    data = write_aligned_folder(work / "data", {"train": 16, "val": 12, "test": 16}, size=16)
     bombs = {}
     for name, (w, h) in {"81Mpx": (9_000, 9_000), "400Mpx": (20_000, 20_000)}.items():
-        bombs[name] = aligned(work / f"bomb{name}", {"train": 16, "val": 12, "test": 16})
-        bomb(bombs[name] / "train" / "000.png", w, h)
+        bombs[name] = write_aligned_folder(work / f"bomb{name}", {"train": 16, "val": 12, "test": 16}, size=16)
+        png_header_only(bombs[name] / "train" / "000.png", w, h)
     (work / "file").write_text("x")
     (work / "pickle.pt").write_bytes(__import__("pickle").dumps({"config": {}, "generator": object}))
     sweep = work / "sweeps" / "bad"
     sweep.mkdir(parents=True)
     (sweep / "sweep.json").write_text(json.dumps({"name": "bad", "storage": str(work / "sweeps"), "gpu_count": 4}))
-    kid_dirs = [str(aligned(work / "kid", {"real": 3, "fake": 3}) / d) for d in ("real", "fake")]
+    kid_dirs = [str(write_aligned_folder(work / "kid", {"real": 3, "fake": 3}, size=16) / d) for d in ("real", "fake")]
     run = ["-m", "akdray.cli", "run", "--method", "teacher", *sets(*TINY)]
     out = lambda name: ["--out", str(work / "out" / name)]  # noqa: E731
     pareto = ["sweeps/pareto.py", "--smoke-test", "--storage", str(work / "sweeps"), "-q"]

@@ -8,22 +8,19 @@ import errno
 import json
 import multiprocessing
 import os
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from akdray.cli import main as akdray_main
 from akdray.config import ConfigError, make_config
 from akdray.storage import create_exclusive, fetch_folder, write_bytes
+from akdray.testing import png_header_only, write_aligned_folder
 from akdray.sweep import cli as pareto
 from akdray.sweep.sink import SINK_FAILURES, ParquetSink
 from akdray.sweep.spec import SweepSpec
@@ -45,25 +42,6 @@ def sweep_exit(argv: list[str]) -> int:
         return pareto.main(argv)
     except SystemExit as exc:
         return int(exc.code)
-
-
-def write_aligned_folder(root: Path, counts: dict[str, int], size: int) -> None:
-    """pix2pix aligned folders (A|B side by side, random pixels) that the tests make themselves."""
-    rng = np.random.default_rng(len(str(root)))
-    for split, n in counts.items():
-        (root / split).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            pixels = rng.integers(0, 255, (size, 2 * size, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(root / split / f"{i:03d}.png")
-
-
-def png_header_only(path: Path, width: int, height: int) -> None:
-    """A valid PNG that *claims* width x height (a decompression bomb: a few bytes, gigapixels)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -21,7 +21,6 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import norm
 
-from akdray.schema import ATTACKS  # noqa: F401  ("loss", "cal", "lira"), re-exported
 
 LIRA_MIN_REFERENCES = 2  # a variance needs two reference statistics per image
 LIRA_PER_IMAGE_STD_MIN_K = 16  # below this, one global sigma (LiRA's fixed-variance variant)
