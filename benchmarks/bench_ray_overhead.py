@@ -2,10 +2,11 @@
 
     python benchmarks/bench_ray_overhead.py [--tree before=/path/to/old/checkout] [--repeats 2] [--out DIR]
 
-Runs the smoke sweep (``sweeps/pareto.py --smoke-test``: the ``tiny`` preset, so a run itself takes
-seconds and Ray's share shows) once per source tree and repeat, alternating trees so both see the
+Runs the smoke sweep (``sweeps/pareto.py --smoke-test --num-samples 2``: the ``tiny`` preset, so a
+run itself takes seconds and Ray's share shows; 8 search trials on 2 slots) once per source tree and repeat, alternating trees so both see the
 same machine, each in a fresh local Ray cluster started by the sweep itself. From the sweep's own
-Parquet rows: Ray overhead per trial = ``trial_time_s - wall_s`` (the trial driver, the Train
+Parquet rows: the search stage's slot utilisation (sum of trial times / (stage span x 2 slots)) and
+Ray overhead per trial = ``trial_time_s - wall_s`` (the trial driver, the Train
 controller and its helper actors, the worker group start, checkpoint upload and result plumbing).
 While it runs, every ``ray::<kind>`` process is sampled (``ps``, 0.5 s) for its resident memory:
 the table shows the peak RSS per process kind and the peak summed RSS of all Ray processes.
@@ -55,12 +56,22 @@ class Sampler(threading.Thread):
             time.sleep(0.5)
 
 
+def utilisation(rows: pd.DataFrame, stage: str, slots: int = 2) -> tuple[float, float]:
+    """(busy share by Tune trial time, by run time) of ``slots`` over the stage's span, from the rows:
+    a trial ends at ``recorded_at`` and started ``trial_time_s`` before."""
+    part = rows[rows["stage"] == stage]
+    end = pd.to_datetime(part["recorded_at"])
+    start = end - pd.to_timedelta(part["trial_time_s"], unit="s")
+    span = (end.max() - start.min()).total_seconds()
+    return part["trial_time_s"].sum() / (span * slots), part["wall_s"].sum() / (span * slots)
+
+
 def one_sweep(tree: Path, storage: Path, references: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     sampler = Sampler()
     sampler.start()
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(tree / "sweeps" / "pareto.py"), "--smoke-test", "--defenses", "gauss,akd",
+    proc = subprocess.run([sys.executable, str(tree / "sweeps" / "pareto.py"), "--smoke-test", "--num-samples", "2",
                            "--references", str(references), "--storage", str(storage), "--name", "bench", "-q"],
                           env=env, cwd=tree, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -69,8 +80,9 @@ def one_sweep(tree: Path, storage: Path, references: int) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"sweep in {tree} failed ({proc.returncode}): {proc.stderr[-2000:]}")
     rows = pd.read_parquet(storage / "bench" / "results")
+    rows = rows[~rows["trial_id"].astype(str).str.contains("-pack")]  # a packed run shares its trial's time
     overhead = (rows["trial_time_s"] - rows["wall_s"]).dropna()
-    return {"sweep_s": wall, "trials": len(rows), "overhead_s": list(overhead),
+    return {"sweep_s": wall, "trials": len(rows), "overhead_s": list(overhead), "search": utilisation(rows, "search"),
             "peak_kind_mib": {k: v / 1024 for k, v in sampler.peak_kind.items()},
             "peak_total_mib": sampler.peak_total / 1024}
 
@@ -91,13 +103,17 @@ def main() -> int:
             results[label].append(r)
             print(f"[{time.strftime('%H:%M:%S')}] {label} repeat {repeat}: sweep {r['sweep_s']:.1f} s, "
                   f"{r['trials']} trials, overhead median {statistics.median(r['overhead_s']):.1f} s, "
+                  f"search-stage slots busy {r['search'][0]:.0%} (trial time) / {r['search'][1]:.0%} (run time), "
                   f"peak Ray RSS {r['peak_total_mib']:.0f} MiB", flush=True)
-    print("\n| tree | smoke sweep [s] | Ray overhead per trial [s], median (min-max) | peak RSS of all Ray processes [MiB] |")
-    print("|---|---|---|---|")
+    print("\n| tree | smoke sweep [s] | Ray overhead per trial [s], median (min-max) | search stage: slots busy, "
+          "by trial time / by run time | peak RSS of all Ray processes [MiB] |")
+    print("|---|---|---|---|---|")
     for label, runs in results.items():
         over = [x for r in runs for x in r["overhead_s"]]
+        busy = (statistics.median(r["search"][0] for r in runs), statistics.median(r["search"][1] for r in runs))
         print(f"| {label} | {statistics.median(r['sweep_s'] for r in runs):.0f} | {statistics.median(over):.1f} "
-              f"({min(over):.1f}-{max(over):.1f}) | {statistics.median(r['peak_total_mib'] for r in runs):.0f} |")
+              f"({min(over):.1f}-{max(over):.1f}) | {busy[0]:.0%} / {busy[1]:.0%} | "
+              f"{statistics.median(r['peak_total_mib'] for r in runs):.0f} |")
     kinds = sorted({k for runs in results.values() for r in runs for k in r["peak_kind_mib"]})
     print("\npeak RSS per Ray process kind [MiB] (median over repeats; '-' = no such process)\n")
     print("| process | " + " | ".join(results) + " |\n|---|" + "---|" * len(results))
