@@ -207,7 +207,7 @@ def probe_address(address: str | None, timeout_s: float = 5.0) -> None:
 # A local cluster started by the sweep (no --address): Ray Train's per-run helpers that a laptop does
 # not need are off, and the Train controller polls its one worker every 0.25 s instead of 2 s (a run's
 # end is noticed sooner). Values already in the environment win. Clusters keep Ray's defaults
-# (preemption watcher for spot nodes, Prometheus metrics). benchmarks/bench_ray_overhead.py measures it.
+# (preemption watcher for spot nodes, Prometheus metrics). benchmarks/bench_sweep.py --smoke measures it.
 LOCAL_TRAIN_ENV = {
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",  # no spot preemption on this machine
     "RAY_TRAIN_METRICS_ENABLED": "0",  # Prometheus metrics of Train: no scraper on a laptop

@@ -1,15 +1,19 @@
-"""Ray's cost per trial: seconds (Tune trial time - run wall time) and resident memory per Ray process kind.
+"""A sweep as a user runs it, measured: wall time, memory, eval share, Ray's cost per trial, slot use.
 
-    python benchmarks/bench_ray_overhead.py [--tree before=/path/to/old/checkout] [--repeats 2] [--out DIR]
+    python benchmarks/bench_sweep.py --smoke [--tree before=/path/to/old/checkout] [--repeats 2]
+    python benchmarks/bench_sweep.py            # the default sweep (`python sweeps/pareto.py`)
 
-Runs the smoke sweep (``sweeps/pareto.py --smoke-test --num-samples 2``: the ``tiny`` preset, so a
-run itself takes seconds and Ray's share shows; 8 search trials on 2 slots) once per source tree and repeat, alternating trees so both see the
-same machine, each in a fresh local Ray cluster started by the sweep itself. From the sweep's own
+``--smoke`` runs ``sweeps/pareto.py --smoke-test --num-samples 2`` (the ``tiny`` preset, so a run
+itself takes seconds and Ray's share shows; 8 search trials on 2 slots); without it the default
+sweep. Once per source tree and repeat, alternating trees so both see the same machine, each in a
+fresh local Ray cluster started by the sweep itself. From the sweep's own
 Parquet rows: the search stage's slot utilisation (sum of trial times / (stage span x 2 slots)) and
 Ray overhead per trial = ``trial_time_s - wall_s`` (the trial driver, the Train
 controller and its helper actors, the worker group start, checkpoint upload and result plumbing).
-While it runs, every ``ray::<kind>`` process is sampled (``ps``, 0.5 s) for its resident memory:
-the table shows the peak RSS per process kind and the peak summed RSS of all Ray processes.
+Also from the rows: the evaluation share of run time (``eval_s / wall_s`` summed). While it runs,
+every ``ray::<kind>`` process is sampled (``ps``, 0.5 s) for its resident memory, and the machine's
+used memory (``free``) against its value before the sweep: the tables show the peak RSS per process
+kind, the peak summed RSS of all Ray processes and the peak used memory above idle.
 The current checkout is always measured as ``after``. Wall times are of this machine, with whatever
 else runs on it; compare trees only within one invocation.
 """
@@ -42,13 +46,22 @@ def ray_processes() -> dict[str, list[int]]:
     return kinds
 
 
+def used_memory_mib() -> float:
+    """The machine's used memory (``free``'s "used": total - available) in MiB."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    kib = lambda key: int(fields[key].split()[0])  # noqa: E731
+    return (kib("MemTotal") - kib("MemAvailable")) / 1024
+
+
 class Sampler(threading.Thread):
     def __init__(self):
         super().__init__(daemon=True)
         self.stop, self.peak_kind, self.peak_total = threading.Event(), defaultdict(int), 0
+        self.idle_used, self.peak_used = used_memory_mib(), 0.0
 
     def run(self) -> None:
         while not self.stop.is_set():
+            self.peak_used = max(self.peak_used, used_memory_mib())
             kinds = ray_processes()
             for kind, values in kinds.items():
                 self.peak_kind[kind] = max(self.peak_kind[kind], max(values))
@@ -66,12 +79,13 @@ def utilisation(rows: pd.DataFrame, stage: str, slots: int = 2) -> tuple[float, 
     return part["trial_time_s"].sum() / (span * slots), part["wall_s"].sum() / (span * slots)
 
 
-def one_sweep(tree: Path, storage: Path, references: int) -> dict:
+def one_sweep(tree: Path, storage: Path, references: int, smoke: bool) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     sampler = Sampler()
     sampler.start()
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(tree / "sweeps" / "pareto.py"), "--smoke-test", "--num-samples", "2",
+    extra = ["--smoke-test", "--num-samples", "2"] if smoke else []
+    proc = subprocess.run([sys.executable, str(tree / "sweeps" / "pareto.py"), *extra,
                            "--references", str(references), "--storage", str(storage), "--name", "bench", "-q"],
                           env=env, cwd=tree, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -83,6 +97,8 @@ def one_sweep(tree: Path, storage: Path, references: int) -> dict:
     rows = rows[~rows["trial_id"].astype(str).str.contains("-pack")]  # a packed run shares its trial's time
     overhead = (rows["trial_time_s"] - rows["wall_s"]).dropna()
     return {"sweep_s": wall, "trials": len(rows), "overhead_s": list(overhead), "search": utilisation(rows, "search"),
+            "eval_share": rows["eval_s"].sum() / rows["wall_s"].sum(),
+            "busy": rows["trial_time_s"].sum() / (wall * 2), "used_above_idle_mib": sampler.peak_used - sampler.idle_used,
             "peak_kind_mib": {k: v / 1024 for k, v in sampler.peak_kind.items()},
             "peak_total_mib": sampler.peak_total / 1024}
 
@@ -90,7 +106,8 @@ def one_sweep(tree: Path, storage: Path, references: int) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tree", action="append", default=[], metavar="LABEL=PATH", help="another checkout to measure")
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--smoke", action="store_true", help="the smoke sweep (tiny preset) instead of the default sweep")
     ap.add_argument("--references", type=int, default=2)
     args = ap.parse_args()
     trees = dict(item.split("=", 1) for item in args.tree)
@@ -99,21 +116,25 @@ def main() -> int:
     for repeat in range(args.repeats):
         for label, tree in trees.items():
             with tempfile.TemporaryDirectory(prefix="akdray-bench-ray-") as tmp:
-                r = one_sweep(Path(tree), Path(tmp), args.references)
+                r = one_sweep(Path(tree), Path(tmp), args.references, args.smoke)
             results[label].append(r)
             print(f"[{time.strftime('%H:%M:%S')}] {label} repeat {repeat}: sweep {r['sweep_s']:.1f} s, "
                   f"{r['trials']} trials, overhead median {statistics.median(r['overhead_s']):.1f} s, "
                   f"search-stage slots busy {r['search'][0]:.0%} (trial time) / {r['search'][1]:.0%} (run time), "
-                  f"peak Ray RSS {r['peak_total_mib']:.0f} MiB", flush=True)
-    print("\n| tree | smoke sweep [s] | Ray overhead per trial [s], median (min-max) | search stage: slots busy, "
-          "by trial time / by run time | peak RSS of all Ray processes [MiB] |")
-    print("|---|---|---|---|---|")
+                  f"eval {r['eval_share']:.0%} of run time, whole sweep slots busy {r['busy']:.0%}, "
+                  f"peak Ray RSS {r['peak_total_mib']:.0f} MiB, used memory +{r['used_above_idle_mib']:.0f} MiB", flush=True)
+    print("\n| tree | sweep [s] | Ray overhead per trial [s], median (min-max) | search stage: slots busy, "
+          "by trial time / by run time | eval share of run time | peak RSS of all Ray processes [MiB] | "
+          "used memory above idle [MiB] |")
+    print("|---|---|---|---|---|---|---|")
     for label, runs in results.items():
         over = [x for r in runs for x in r["overhead_s"]]
         busy = (statistics.median(r["search"][0] for r in runs), statistics.median(r["search"][1] for r in runs))
         print(f"| {label} | {statistics.median(r['sweep_s'] for r in runs):.0f} | {statistics.median(over):.1f} "
               f"({min(over):.1f}-{max(over):.1f}) | {busy[0]:.0%} / {busy[1]:.0%} | "
-              f"{statistics.median(r['peak_total_mib'] for r in runs):.0f} |")
+              f"{statistics.median(r['eval_share'] for r in runs):.0%} | "
+              f"{statistics.median(r['peak_total_mib'] for r in runs):.0f} | "
+              f"{statistics.median(r['used_above_idle_mib'] for r in runs):.0f} |")
     kinds = sorted({k for runs in results.values() for r in runs for k in r["peak_kind_mib"]})
     print("\npeak RSS per Ray process kind [MiB] (median over repeats; '-' = no such process)\n")
     print("| process | " + " | ".join(results) + " |\n|---|" + "---|" * len(results))
