@@ -109,14 +109,16 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--smoke", action="store_true", help="the smoke sweep (tiny preset) instead of the default sweep")
     ap.add_argument("--references", type=int, default=2)
+    ap.add_argument("--keep", default=None, metavar="DIR", help="keep each sweep as DIR/<tree>-<repeat>/bench")
     args = ap.parse_args()
     trees = dict(item.split("=", 1) for item in args.tree)
     trees["after"] = str(ROOT)
     results: dict[str, list[dict]] = defaultdict(list)
     for repeat in range(args.repeats):
         for label, tree in trees.items():
-            with tempfile.TemporaryDirectory(prefix="akdray-bench-ray-") as tmp:
-                r = one_sweep(Path(tree), Path(tmp), args.references, args.smoke)
+            with tempfile.TemporaryDirectory(prefix="akdray-bench-sweep-") as tmp:
+                storage = Path(args.keep) / f"{label}-{repeat}" if args.keep else Path(tmp)
+                r = one_sweep(Path(tree), storage, args.references, args.smoke)
             results[label].append(r)
             print(f"[{time.strftime('%H:%M:%S')}] {label} repeat {repeat}: sweep {r['sweep_s']:.1f} s, "
                   f"{r['trials']} trials, overhead median {statistics.median(r['overhead_s']):.1f} s, "
