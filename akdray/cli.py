@@ -10,8 +10,8 @@ import json
 import sys
 from dataclasses import fields
 
-from akdray.config import (DIRECTIONS, FIELD_TYPES, INFERENCE_MODES, METHODS, PRESETS, ConfigError, RunConfig,
-                           make_config, parse_overrides)
+from akdray.config import (DIRECTIONS, FIELD_TYPES, INFERENCE_MODES, MAX_SEED, METHODS, PRESETS, ConfigError,
+                           RunConfig, make_config, parse_overrides)
 from akdray.data.aligned import DataError
 from akdray.inputs import LAYOUTS
 
@@ -81,8 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     refs.add_argument("--references", type=int, default=0, help="train N reference models here (N >= 2; 0 = loss only)")
     refs.add_argument("--reference-runs", nargs="+", default=[], metavar="DIR", help="existing reference run folders")
     audit.add_argument("--out", required=True, help="output folder (must be new or empty)")
-    kid = sub.add_parser("kid", help="KID between two image folders, as JSON (akdray kid --help)", add_help=False)
-    kid.add_argument("kid_args", nargs=argparse.REMAINDER)
+    kid = sub.add_parser("kid", help="KID between two image folders; prints {kid_mean, kid_std, kid_subset_size} as JSON")
+    kid.add_argument("real_dir")
+    kid.add_argument("fake_dir")
+    kid.add_argument("--subset-size", type=int, default=None, help="default 1000, clamped to the smaller set")
+    kid.add_argument("--subsets", type=int, default=100)
+    kid.add_argument("--seed", type=int, default=0)
+    kid.add_argument("--batch-size", type=int, default=32, help="images per Inception pass")
+    kid.add_argument("--device", default="cpu")
     sub.add_parser("fields", help="list RunConfig fields, types and defaults")
     return parser
 
@@ -161,6 +167,25 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kid(args: argparse.Namespace) -> int:
+    from akdray.metrics.folders import kid_between_dirs
+    from akdray.metrics.kid import KidOptions
+    from akdray.train import existing_device
+
+    try:
+        for flag, value, low in (("--subsets", args.subsets, 1), ("--batch-size", args.batch_size, 1),
+                                 ("--subset-size", args.subset_size, 2), ("--seed", args.seed, 0)):
+            if value is not None and not low <= value <= MAX_SEED:
+                raise ValueError(f"{flag} must be in {low}..{MAX_SEED}, got {value}")
+        options = KidOptions(args.subset_size, args.subsets, args.seed, args.batch_size, existing_device(args.device))
+        res = kid_between_dirs(args.real_dir, args.fake_dir, options)
+    except (FileNotFoundError, NotADirectoryError, ValueError) as e:
+        print(f"akdray kid: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: res[k] for k in ("kid_mean", "kid_std", "kid_subset_size")}))
+    return 0
+
+
 def cmd_fields(_: argparse.Namespace) -> int:
     for f in fields(RunConfig):
         print(f"{f.name:<24} {FIELD_TYPES[f.name].__name__:<6} {f.default!r}")
@@ -168,14 +193,9 @@ def cmd_fields(_: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["kid"]:  # `akdray kid` has its own parser (options may come first)
-        from akdray.metrics import main_kid
-
-        return main_kid(argv[1:])
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
     handler = {"run": cmd_run, "audit": cmd_audit, "export": cmd_export, "translate": cmd_translate,
-               "protect": cmd_protect, "fields": cmd_fields}[args.command]
+               "protect": cmd_protect, "kid": cmd_kid, "fields": cmd_fields}[args.command]
     try:
         return handler(args)
     except (ConfigError, DataError, FileNotFoundError) as exc:

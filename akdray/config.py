@@ -6,7 +6,6 @@ Presets are dictionaries of overrides applied on top of the field defaults.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 from dataclasses import dataclass, fields
@@ -336,8 +335,3 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
             raise ConfigError(f"unknown field {name.strip()!r} in --set {item!r}")
         out[name.strip()] = value
     return out
-
-
-def load_json(path: str) -> RunConfig:
-    with open(path) as fh:
-        return from_dict(json.load(fh))

@@ -21,21 +21,18 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from akdray import metrics as quality
 from akdray.attacks.signals import Serve, model_losses, reference_losses
 from akdray.attacks.suite import audit_sample, membership_row, run_attacks, scores_frame
 from akdray.config import RunConfig
 from akdray.data.splits import PairedImages, Splits
+from akdray.metrics.kid import KidOptions, generalization_gap, quality_of_sets
 from akdray.schema import SAMPLE_COLUMNS, VAL_METRIC_KEYS
 
 
-def _kid_set(pairs: PairedImages, cap: int) -> PairedImages:
-    return pairs.subset(torch.arange(min(len(pairs), cap) if cap else len(pairs)))
-
-
-def _quality(serve: Serve, pairs: PairedImages, key: str, cfg: RunConfig, device) -> dict:
-    return quality.evaluate_quality(pairs.y, serve(pairs.x), real_key=key, subset_size=cfg.kid_subset_size,
-                                    subsets=cfg.kid_subsets, seed=cfg.seed, device=device)
+def _kid_set(serve: Serve, pairs: PairedImages, key: str, cap: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(real, fake, real_key) of the first ``cap`` pairs (0: all) for :func:`quality_of_sets`."""
+    pairs = pairs.subset(torch.arange(min(len(pairs), cap) if cap else len(pairs)))
+    return pairs.y, serve(pairs.x), key
 
 
 def audit(serve: Serve, references: Sequence[Serve], members: PairedImages, nonmembers: PairedImages,
@@ -80,6 +77,7 @@ def evaluate(serve: Serve, splits: Splits, cfg: RunConfig, *, proxy_leakage: boo
         val_members, test_members = splits.train.subset(val_idx), splits.train.subset(test_idx)
     row: dict = {}
     frames = []
+    kid_sets: dict[str, tuple[torch.Tensor, torch.Tensor, str]] = {}  # KID of all sets at the end, in one pass
     if splits.val is not None:
         vrow, vscores, _, _ = _audit_block(serve, references, val_members, splits.val, cfg)
         row.update({f"val_{k}": v for k, v in vrow.items() if f"val_{k}" in VAL_METRIC_KEYS},
@@ -87,9 +85,9 @@ def evaluate(serve: Serve, splits: Splits, cfg: RunConfig, *, proxy_leakage: boo
         frames.append(vscores.assign(attack="val_" + vscores["attack"],  # kept apart from the test block's curves
                                      role=vscores["role"].where(vscores["is_member"], "val")))
         if quality_metrics:
-            val_q = _quality(serve, _kid_set(splits.val, cfg.kid_max_images), f"{splits.key}-val", cfg, device)
-            row.update(val_kid=val_q["kid"], val_nkid=val_q["nkid"])
+            kid_sets["val"] = _kid_set(serve, splits.val, f"{splits.key}-val", cfg.kid_max_images)
     if cfg.eval_split == "val":
+        row.update(_quality_columns(kid_sets, cfg, device))
         return row, pd.concat(frames, ignore_index=True)
 
     trow, scores, (loss_in, loss_out), nonmembers = _audit_block(serve, references, test_members, splits.test, cfg)
@@ -109,12 +107,24 @@ def evaluate(serve: Serve, splits: Splits, cfg: RunConfig, *, proxy_leakage: boo
                                    [*proxy.names, *nonmembers.names[:n]], ["proxy"] * n + ["test"] * n, labels))
 
     if quality_metrics:
-        test_q = _quality(serve, _kid_set(splits.test, cfg.kid_max_images), f"{splits.key}-test", cfg, device)
-        train_q = _quality(serve, _kid_set(splits.train, cfg.kid_max_images), f"{splits.key}-train", cfg, device)
-        row.update(kid=test_q["kid"], kid_std=test_q["kid_std"], kid_max=test_q["kid_max"], nkid=test_q["nkid"],
-                   kid_subset_size_used=test_q["kid_subset_size"], kid_train=train_q["kid"], nkid_train=train_q["nkid"],
-                   gen_gap=quality.generalization_gap(train_q["nkid"], test_q["nkid"]))
+        kid_sets["test"] = _kid_set(serve, splits.test, f"{splits.key}-test", cfg.kid_max_images)
+        kid_sets["train"] = _kid_set(serve, splits.train, f"{splits.key}-train", cfg.kid_max_images)
+        row.update(_quality_columns(kid_sets, cfg, device))
     return row, pd.concat(frames, ignore_index=True)
+
+
+def _quality_columns(kid_sets: dict[str, tuple[torch.Tensor, torch.Tensor, str]], cfg: RunConfig, device) -> dict:
+    """Row columns of the KID sets (``val``; ``test`` and ``train``), their Inception features in one pass."""
+    q = quality_of_sets(kid_sets, KidOptions.from_config(cfg, device)) if kid_sets else {}
+    out = {}
+    if "val" in q:
+        out.update(val_kid=q["val"]["kid"], val_nkid=q["val"]["nkid"])
+    if "test" in q:
+        test_q, train_q = q["test"], q["train"]
+        out.update(kid=test_q["kid"], kid_std=test_q["kid_std"], kid_max=test_q["kid_max"], nkid=test_q["nkid"],
+                   kid_subset_size_used=test_q["kid_subset_size"], kid_train=train_q["kid"], nkid_train=train_q["nkid"],
+                   gen_gap=generalization_gap(train_q["nkid"], test_q["nkid"]))
+    return out
 
 
 def png_bytes(image: torch.Tensor) -> bytes:

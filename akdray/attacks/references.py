@@ -23,7 +23,7 @@ from torch import nn
 from akdray.attacks.signals import Serve
 from akdray.checkpoint import data_identity, load_generator
 from akdray.config import ConfigError, RunConfig
-from akdray.inception import to_uint8
+from akdray.metrics.features import to_uint8
 from akdray.train import generate
 
 # The data a reference model must share with the run it calibrates (n_train and the split may differ).

