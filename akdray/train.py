@@ -193,7 +193,7 @@ def forward_in_mode(model: nn.Module, x: torch.Tensor, mode: str) -> torch.Tenso
     return model(x)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def generate(G: nn.Module, inputs: torch.Tensor, mode: str, *, device: torch.device,
              batch_size: int = 16, dropout: bool = False) -> torch.Tensor:
     """G(x) for uint8 inputs -> float [-1, 1] on CPU, in inference ``mode`` (see :func:`inference_copy`)."""

