@@ -26,7 +26,7 @@ def built(tmp_path_factory) -> tuple[Path, Path]:
     """A hand-built sweep (search + confirm stages, one failure of each) and its report."""
     sweep = tmp_path_factory.mktemp("sweep")
     rows = [r for r in testing.known_rows() if r["stage"] != "confirm"] + testing.confirm_rows(CONFIRMED)
-    testing.write_sweep(sweep, rows, sweep_json={"preset": "cpu-small", "seeds": [0, 1, 2, 3, 4], "commit": "abc1234",
+    testing.write_sweep(sweep, rows, sweep_json={"preset": "tiny", "seeds": [0, 1, 2, 3, 4], "commit": "abc1234",
                                                  "wall_s": 321.0})
     out = sweep / "out"
     assert report.main([str(sweep), "--out", str(out)]) == 0
@@ -41,7 +41,7 @@ def test_report_writes_every_table_and_figure(built):
     md = (out / "report.md").read_text()
     figures = re.findall(r"!\[[^]]*\]\(([^)]+)\)", md)
     assert sorted(Path(f).name for f in figures) == sorted(
-        f"{k}_cpu-small.png" for k in ("pareto", "roc", "loss_hist", "samples"))
+        f"{k}_tiny.png" for k in ("pareto", "roc", "loss_hist", "samples"))
     assert all((out / f).is_file() for f in figures)
     for heading in ("Provenance", "Table II", "Table III", "Table IV", "Matched picks", "Hypervolume"):
         assert heading in md
@@ -74,7 +74,7 @@ def test_without_confirm_rows_the_tables_use_the_search_rows_and_say_so(tmp_path
     assert report.main([str(tmp_path)]) == 0  # default --out: SWEEP_DIR/report
     md = (tmp_path / "report" / "report.md").read_text()
     assert "no confirmation rows - the search rows of the picks" in md
-    assert "Figs 5/6 (cpu-small): input, ground truth and outputs (DP-SGD and DMP at AKD's utility).: no data" in md
+    assert "Figs 5/6 (tiny): input, ground truth and outputs (DP-SGD and DMP at AKD's utility).: no data" in md
     table2 = pd.read_csv(tmp_path / "report" / "tables" / "table2.csv").set_index("pick")
     assert table2.loc["akd", "loss_auc_mean"] == pytest.approx(0.55) and table2.loc["akd", "n"] == 1
 
