@@ -6,7 +6,8 @@ from PIL import Image
 from akdray.config import RunConfig
 from akdray.data.aligned import DataError, load_aligned_split
 from akdray.data.splits import load_splits
-from akdray.data.synthetic import synthetic_facades
+from akdray.data import synthetic
+from akdray.data.synthetic import synthetic_facades, synthetic_pairs
 
 
 def test_synthetic_is_deterministic_by_seed_and_role():
@@ -17,6 +18,23 @@ def test_synthetic_is_deterministic_by_seed_and_role():
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert not torch.equal(a[1], c[1]) and not torch.equal(a[1], d[1])
     assert a[0].dtype == torch.uint8 and a[0].shape == (4, 3, 32, 32)
+
+
+def test_synthetic_draws_are_rendered_once_then_read_from_the_cache(monkeypatch):
+    fresh = synthetic_pairs(6, 16, 5, "val", "flat")
+    expected = synthetic_facades(6, 16, 5, "val", "flat")
+    assert all(torch.equal(a, b) for a, b in zip(fresh[:2], expected[:2])) and fresh[2] == expected[2]
+    files = list((synthetic.storage.cache_root() / "synthetic").glob("flat-s5-val-6x16-*.pt"))
+    assert len(files) == 1
+    rendered = []
+    monkeypatch.setattr(synthetic, "synthetic_facades", lambda *a: rendered.append(a) or expected)
+    cached = synthetic_pairs(6, 16, 5, "val", "flat")
+    assert not rendered and all(torch.equal(a, b) for a, b in zip(cached[:2], expected[:2]))
+    synthetic_pairs(6, 16, 5, "val", "sharp")  # another style is another entry
+    assert len(rendered) == 1
+    files[0].write_bytes(files[0].read_bytes()[:100])  # a truncated entry is rendered again and rewritten
+    assert torch.equal(synthetic_pairs(6, 16, 5, "val", "flat")[1], expected[1]) and len(rendered) == 2
+    assert files[0].stat().st_size > 100
 
 
 def test_synthetic_photo_is_only_partly_predictable_from_labels():

@@ -30,13 +30,13 @@ CPU = torch.device("cpu")
 # ------------------------------------------------------------------------------------------------
 def test_search_trial_never_reads_test_images(monkeypatch):
     """A search-stage run (eval_split="val") neither generates nor touches a test image."""
-    real = splits_mod.synthetic_facades
+    real = splits_mod.synthetic_pairs
 
     def guarded(n, size, seed, role, style="textured"):
-        assert role != "test", "the test role was generated during a search-stage run"
+        assert role != "test", "the test role was generated (or read from the cache) during a search-stage run"
         return real(n, size, seed, role, style)
 
-    monkeypatch.setattr(splits_mod, "synthetic_facades", guarded)
+    monkeypatch.setattr(splits_mod, "synthetic_pairs", guarded)
     cfg = RunConfig(**TINY).replace(eval_split="val")
     out = run(cfg)
     assert out["status"] == "ok", out["error"]

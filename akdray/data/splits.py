@@ -14,7 +14,7 @@ import torch
 
 from akdray.config import RunConfig
 from akdray.data.aligned import DataError, list_images, load_aligned_split
-from akdray.data.synthetic import synthetic_facades
+from akdray.data.synthetic import synthetic_pairs
 from akdray.storage import fetch_folder
 
 
@@ -121,7 +121,7 @@ def _load_roles(cfg: RunConfig) -> tuple[PairedImages, PairedImages, PairedImage
     """(train, proxy pool, test, validation); test is empty and never read when the run does not want it."""
     want_test, n_val = wants(cfg, "test"), cfg.resolved_n_val
     if cfg.data_source == "synthetic":
-        make = lambda n, role: PairedImages(*synthetic_facades(  # noqa: E731
+        make = lambda n, role: PairedImages(*synthetic_pairs(  # noqa: E731
             n, cfg.image_size, cfg.resolved_data_seed, role, cfg.synthetic_style))
         test = make(cfg.n_test, "test") if want_test else empty_pairs(cfg.image_size)
         val = make(n_val, "val") if n_val and cfg.method != "reference" else None  # reference runs: no val audit
@@ -161,8 +161,8 @@ def reference_training_set(cfg: RunConfig, train: PairedImages, pool: PairedImag
     no audited image - the synthetic ``reference`` role (``resolved_reference_pool`` images), or, for
     aligned folders, the public proxy pool (then at most half of it, so references differ)."""
     if cfg.data_source == "synthetic":
-        pool = PairedImages(*synthetic_facades(cfg.resolved_reference_pool, cfg.image_size, cfg.resolved_data_seed,
-                                               "reference"))
+        pool = PairedImages(*synthetic_pairs(cfg.resolved_reference_pool, cfg.image_size, cfg.resolved_data_seed,
+                                             "reference", cfg.synthetic_style))
         n = cfg.n_train
     else:
         n = min(len(train), len(pool) // 2)
