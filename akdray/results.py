@@ -43,7 +43,7 @@ SWEEP_COLUMNS: dict[str, pa.DataType] = {
 }
 KEY_COLUMNS = ("trial_id", "sweep_id", "seed", "study", "stage")  # prepended to scores and samples
 _ARROW = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
-_INFO_FLOATS = {"wall_s", "train_s", "eval_s"}
+_INFO_FLOATS = {"wall_s", "prepare_s", "train_s", "eval_s"}
 
 
 def _result_schema() -> pa.Schema:

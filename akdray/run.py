@@ -42,6 +42,7 @@ class Prepared:
     device: torch.device
     out_dir: Path | None
     references: list[nn.Module] = field(default_factory=list)  # the K reference generators (cal, lira)
+    prepare_s: float = 0.0  # seconds spent checking and loading all of this (data, teacher, references)
 
 
 def prepare(cfg: RunConfig, out_dir: str | Path | None = None, *, teacher_dir: str | Path | None = None,
@@ -51,6 +52,7 @@ def prepare(cfg: RunConfig, out_dir: str | Path | None = None, *, teacher_dir: s
     ``teacher_dir`` / ``reference_dirs``: local copies of ``cfg.teacher_checkpoint`` /
     ``cfg.reference_list`` (a sweep worker fetches them from shared storage); the config keeps the URIs.
     """
+    t0 = time.perf_counter()
     out = check_out_dir(out_dir)
     device = existing_device(resolve_device(cfg))
     teacher = None
@@ -63,7 +65,7 @@ def prepare(cfg: RunConfig, out_dir: str | Path | None = None, *, teacher_dir: s
     paths = None if reference_dirs is None else [str(p) for p in reference_dirs]
     references = [G for G, _ in load_references(cfg, paths)]  # checked against this run's data before training
     splits = load_splits(cfg)
-    return Prepared(cfg, splits, teacher, device, out, references)
+    return Prepared(cfg, splits, teacher, device, out, references, prepare_s=time.perf_counter() - t0)
 
 
 def _serve_gauss(teacher: nn.Module, cfg: RunConfig, device: torch.device) -> Serve:
@@ -128,7 +130,8 @@ def execute(p: Prepared) -> dict[str, Any]:
         status, error = "failed", f"diverged: {exc}"
         train_s = time.perf_counter() - t0
     row = {**saved_cfg.to_dict(), **{k: _clean(v) for k, v in metrics.items()}}  # config as trained
-    row.update(status=status, error=error, wall_s=time.perf_counter() - t0, train_s=train_s, eval_s=eval_s,
+    row.update(status=status, error=error, wall_s=p.prepare_s + time.perf_counter() - t0, prepare_s=p.prepare_s,
+               train_s=train_s, eval_s=eval_s,
                device_used=str(p.device), started_at=started.isoformat(),
                finished_at=datetime.now(timezone.utc).isoformat(), akdray_version=akdray.__version__,
                torch_version=torch.__version__, host=platform.node())

@@ -29,7 +29,7 @@ METRIC_KEYS = (
     "train_l1", "test_l1", "kid", "kid_std", "kid_max", "nkid", "kid_subset_size_used", "kid_train", "nkid_train",
     "gen_gap", "dp_epsilon", "dp_sample_rate", "dp_steps", "final_loss_G_l1", "final_loss_D", *VAL_METRIC_KEYS,
 )
-INFO_KEYS = ("status", "error", "wall_s", "train_s", "eval_s", "device_used", "started_at", "finished_at",
+INFO_KEYS = ("status", "error", "wall_s", "prepare_s", "train_s", "eval_s", "device_used", "started_at", "finished_at",
              "akdray_version", "torch_version", "host")
 SCORE_COLUMNS = ("attack", "role", "name", "is_member", "loss", "score")
 SAMPLE_COLUMNS = ("name", "input_png", "target_png", "output_png")
