@@ -21,7 +21,7 @@ INFERENCE_MODES = ("eval", "train")
 EVAL_SPLITS = ("both", "val", "test")  # which audit sets evaluate() reads (a search trial: "val" only)
 DIRECTIONS = ("AtoB", "BtoA")
 GAN_MODES = ("vanilla", "lsgan")
-SYNTHETIC_STYLES = ("textured", "flat")
+SYNTHETIC_STYLES = ("textured", "flat", "sharp")
 MAX_SEED = 2**31 - 1  # seeds feed torch, numpy and Ray; one range for all of them
 
 

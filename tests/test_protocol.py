@@ -68,6 +68,26 @@ def test_textured_task_hides_detail_from_the_label_map():
     assert detail > 1.3 * flat_detail
 
 
+def test_sharp_task_draws_only_the_detail_at_random():
+    """``sharp``: another texture draw keeps the label map and the colours and moves the detail;
+    the per-pixel median of redraws (the L1 optimum) has less detail than any real photo set."""
+    x, y, _ = synthetic_facades(16, 32, 0, "test", "sharp")
+    x_textured, _, _ = synthetic_facades(16, 32, 0, "test", "textured")
+    assert torch.equal(x, x_textured)
+    redraws = [synthetic_facades(16, 32, 0, "test", "sharp", texture_draw=k) for k in range(9)]
+    assert all(torch.equal(xr, x) for xr, _, _ in redraws)
+    ys = torch.stack([yr for _, yr, _ in redraws]).float()
+    assert not torch.equal(ys[0], ys[1])
+    # colour is mostly predictable: an image's mean colour moves between draws far less than
+    # between two ``textured`` photos (whose palette is drawn per image) ...
+    spread = lambda a, b: (a.float().mean((2, 3)) - b.float().mean((2, 3))).abs().mean()  # noqa: E731
+    other = synthetic_facades(16, 32, 1, "test", "textured")[1]
+    assert spread(ys[0], ys[1]) < 0.6 * spread(synthetic_facades(16, 32, 0, "test", "textured")[1], other)
+    detail = lambda im: (im[..., 1:] - im[..., :-1]).abs().mean()  # noqa: E731
+    # ... the detail is not: the median of the draws is much flatter than the photos themselves
+    assert detail(ys.median(0).values) < 0.9 * detail(y.float())
+
+
 def test_jitter_crops_and_flips_inputs_and_targets_alike():
     from akdray.data.jitter import batch_jitter
 
