@@ -124,8 +124,9 @@ def _fmt(frame: pd.DataFrame) -> pd.DataFrame:
 
 def seeds_text(results: pd.DataFrame) -> str:
     """Which seeds selected the picks (teacher and search stages) and which confirmed them."""
-    seed = pd.to_numeric(results["seed"], errors="coerce")
-    confirm = results["stage"] == "confirm"
+    models = results[results["method"] != "reference"]  # a reference model's seed is 10,000 (k + 1) + s
+    seed = pd.to_numeric(models["seed"], errors="coerce")
+    confirm = models["stage"] == "confirm"
     fmt = lambda values: ", ".join(str(int(v)) for v in sorted(values.dropna().unique())) or "none"  # noqa: E731
     selected, confirmed = set(seed[~confirm].dropna()), set(seed[confirm].dropna())
     overlap = selected & confirmed

@@ -220,3 +220,14 @@ def test_rows_of_a_sweep_from_before_the_calibrated_attacks_get_leak_from_the_lo
     del old["leak"], old["leak_source"]
     got = load.normalize_results(pd.DataFrame([old])).iloc[0]
     assert got["leak"] == pytest.approx(0.7) and got["loss_auc"] == pytest.approx(0.3) and got["leak_source"] == "loss"
+
+
+def test_seeds_text_names_run_seeds_not_reference_model_seeds():
+    from analysis.report import seeds_text
+
+    rows = testing.known_rows() + testing.confirm_rows() + [
+        testing.row("reference", "r0", None, None, seed=10_000, stage="reference"),
+        testing.row("reference", "r1", None, None, seed=20_100, stage="confirm-reference")]
+    text = seeds_text(load.normalize_results(pd.DataFrame(rows)))
+    assert "10000" not in text and "20100" not in text
+    assert text.startswith("Selection seeds (teacher and search stages): 0, 1;")
