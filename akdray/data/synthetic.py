@@ -168,8 +168,7 @@ def _sharp_photo(rng: np.random.Generator, classes: np.ndarray, names: list[str]
     Walls are a brick bond with 1-pixel mortar lines on the output grid (bricks 4-6 pixels high,
     2.5-3.5 heights wide), whose size, row and column phase and per-brick tone are drawn from
     ``texture``; windows get mullions (half of them) and a glare streak, doors planks, all at
-    random places. Since the phases are uniform, a
-    mortar pixel is a minority event at every position: the per-pixel L1 optimum (the median) is a
+    random places. Since the phases are uniform, a mortar pixel is a minority event at every position: the per-pixel L1 optimum (the median) is a
     flat brick wall, while a conditional GAN can draw *a* crisp bond.
     """
     base = np.array([SHARP_COLOURS[n] for n in names], np.float32)
@@ -236,8 +235,14 @@ def synthetic_facades(n: int, size: int, data_seed: int, role: str, style: str =
         xs.append(x)
         ys.append(y)
     to_tensor = lambda arrs: torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).contiguous()  # noqa: E731
-    names = tuple(f"synthetic/{role}/{i:05d}" for i in range(n))
-    return to_tensor(xs), to_tensor(ys), names
+    return to_tensor(xs), to_tensor(ys), _names(role, n)
+
+
+def _names(role: str, n: int) -> tuple[str, ...]:
+    return tuple(f"synthetic/{role}/{i:05d}" for i in range(n))
+
+
+_SOURCE = Path(__file__).read_bytes()  # cache entries are keyed by the generator's code
 
 
 def synthetic_pairs(n: int, size: int, data_seed: int, role: str,
@@ -248,14 +253,13 @@ def synthetic_pairs(n: int, size: int, data_seed: int, role: str,
     sweep draws the same images again; the entry's name hashes this module's source and the
     arguments, so a changed generator never hits a stale entry. Written atomically.
     """
-    source = hashlib.sha256(Path(__file__).read_bytes() + repr((n, size, data_seed, role, style)).encode())
+    source = hashlib.sha256(_SOURCE + repr((n, size, data_seed, role, style)).encode())
     path = storage.cache_root() / "synthetic" / f"{style}-s{data_seed}-{role}-{n}x{size}-{source.hexdigest()[:32]}.pt"
-    names = tuple(f"synthetic/{role}/{i:05d}" for i in range(n))
     if path.is_file():
         try:
             entry = torch.load(path, map_location="cpu", weights_only=True)
             if entry["x"].shape == entry["y"].shape == (n, 3, size, size):
-                return entry["x"], entry["y"], names
+                return entry["x"], entry["y"], _names(role, n)
         except Exception:  # truncated or foreign: render again and overwrite
             pass
     x, y, names = synthetic_facades(n, size, data_seed, role, style)
