@@ -66,7 +66,8 @@ MEANINGS = {
     "val_nkid": "validation block: NKID of the validation images (the search objective with val_leak)",
     # run info
     "status": "ok / failed", "error": "why the run failed (null when ok)",
-    "wall_s": "wall time of the run (prepare + train + evaluate)", "prepare_s": "checking and loading the run's inputs: data (rendered or cached), teacher, reference models",
+    "wall_s": "wall time of the run (prepare + train + evaluate)",
+    "prepare_s": "checking and loading the run's inputs: data (rendered or cached), teacher, reference models",
     "train_s": "training time", "eval_s": "evaluation time", "device_used": "torch device the run used",
     "started_at": "ISO time", "finished_at": "ISO time", "akdray_version": "", "torch_version": "",
     "host": "machine name",

@@ -168,8 +168,8 @@ def _sharp_photo(rng: np.random.Generator, classes: np.ndarray, names: list[str]
     Walls are a brick bond with 1-pixel mortar lines on the output grid (bricks 4-6 pixels high,
     2.5-3.5 heights wide), whose size, row and column phase and per-brick tone are drawn from
     ``texture``; windows get mullions (half of them) and a glare streak, doors planks, all at
-    random places. Since the phases are uniform, a mortar pixel is a minority event at every position: the per-pixel L1 optimum (the median) is a
-    flat brick wall, while a conditional GAN can draw *a* crisp bond.
+    random places. Since the phases are uniform, a mortar pixel is a minority event at every
+    position: the per-pixel L1 optimum (the median) is a flat brick wall, while a conditional GAN can draw *a* crisp bond.
     """
     base = np.array([SHARP_COLOURS[n] for n in names], np.float32)
     photo = (base + rng.uniform(-0.04, 0.04, base.shape).astype(np.float32))[classes]
