@@ -40,6 +40,7 @@ SWEEP_COLUMNS: dict[str, pa.DataType] = {
     "sweep_id": pa.string(), "trial_id": pa.string(), "stage": pa.string(), "study": pa.string(),
     "experiment": pa.string(), "checkpoint": pa.string(), "pick": pa.string(), "trial_failures": pa.int64(),
     "trial_time_s": pa.float64(), "recorded_at": pa.timestamp("us", tz="UTC"),
+    "ray_start_s": pa.float64(), "worker_setup_s": pa.float64(), "ray_end_s": pa.float64(),
 }
 KEY_COLUMNS = ("trial_id", "sweep_id", "seed", "study", "stage")  # prepended to scores and samples
 _ARROW = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}

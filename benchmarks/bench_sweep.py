@@ -10,6 +10,7 @@ fresh local Ray cluster started by the sweep itself. From the sweep's own
 Parquet rows: the search stage's slot utilisation (sum of trial times / (stage span x 2 slots)) and
 Ray overhead per trial = ``trial_time_s - wall_s`` (the trial driver, the Train
 controller and its helper actors, the worker group start, checkpoint upload and result plumbing).
+The rows' ``ray_start_s``, ``worker_setup_s`` and ``ray_end_s`` say where that overhead went (medians printed).
 Also from the rows: the evaluation share of run time (``eval_s / wall_s`` summed). While it runs,
 every ``ray::<kind>`` process is sampled (``ps``, 0.5 s) for its resident memory, and the machine's
 used memory (``free``) against its value before the sweep: the tables show the peak RSS per process
@@ -96,7 +97,8 @@ def one_sweep(tree: Path, storage: Path, references: int, smoke: bool) -> dict:
     rows = pd.read_parquet(storage / "bench" / "results")
     rows = rows[~rows["trial_id"].astype(str).str.contains("-pack")]  # a packed run shares its trial's time
     overhead = (rows["trial_time_s"] - rows["wall_s"]).dropna()
-    return {"sweep_s": wall, "trials": len(rows), "overhead_s": list(overhead), "search": utilisation(rows, "search"),
+    parts = {c: rows[c].dropna().median() if c in rows else float("nan") for c in ("ray_start_s", "worker_setup_s", "ray_end_s")}
+    return {"sweep_s": wall, "trials": len(rows), "overhead_s": list(overhead), "parts": parts, "search": utilisation(rows, "search"),
             "eval_share": rows["eval_s"].sum() / rows["wall_s"].sum(),
             "busy": rows["trial_time_s"].sum() / (wall * 2), "used_above_idle_mib": sampler.peak_used - sampler.idle_used,
             "peak_kind_mib": {k: v / 1024 for k, v in sampler.peak_kind.items()},
@@ -121,7 +123,8 @@ def main() -> int:
                 r = one_sweep(Path(tree), storage, args.references, args.smoke)
             results[label].append(r)
             print(f"[{time.strftime('%H:%M:%S')}] {label} repeat {repeat}: sweep {r['sweep_s']:.1f} s, "
-                  f"{r['trials']} trials, overhead median {statistics.median(r['overhead_s']):.1f} s, "
+                  f"{r['trials']} trials, overhead median {statistics.median(r['overhead_s']):.1f} s "
+                  f"(of which, medians: {', '.join(f'{k} {v:.1f}' for k, v in r['parts'].items())}), "
                   f"search-stage slots busy {r['search'][0]:.0%} (trial time) / {r['search'][1]:.0%} (run time), "
                   f"eval {r['eval_share']:.0%} of run time, whole sweep slots busy {r['busy']:.0%}, "
                   f"peak Ray RSS {r['peak_total_mib']:.0f} MiB, used memory +{r['used_above_idle_mib']:.0f} MiB", flush=True)

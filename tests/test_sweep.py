@@ -11,7 +11,7 @@ from akdray.schema import METRIC_KEYS
 from akdray.sweep import cli as pareto
 from akdray.sweep.search import FailureAwareOptunaSearch, StudyRouter, study_searcher
 from akdray.sweep.spec import SweepSpec, base_config, search_space, validate
-from akdray.sweep.trial import finalize_row
+from akdray.sweep.trial import finalize_row, ray_times
 
 
 # ------------------------------------------------------------------------------------------------
@@ -147,3 +147,26 @@ def test_packed_reference_runs_equal_separate_runs_weight_for_weight(tmp_path):
         assert weights and all(torch.equal(packed["generator"][k], alone["generator"][k]) for k in weights)
     assert not torch.equal(*(torch.load(pack_folder(tmp_path / "packed", i) / "checkpoint.pt", weights_only=False)
                              ["generator"][weights[0]] for i in range(2)))  # two different models
+
+
+def test_ray_times_split_a_trial_into_start_setup_run_and_end():
+    # driver started at 100; worker entered at 107.5, its runs ran 110-150; the driver had the result at 153
+    times = ray_times(100.0, [107.5, 110.0, 150.0], 153.0)
+    assert times == {"ray_start_s": 7.5, "worker_setup_s": 2.5, "ray_end_s": 3.0}
+    restored = ray_times(100.0, None, 101.0)  # Train restored a finished trial: its worker ran nothing
+    assert restored == {"ray_start_s": None, "worker_setup_s": None, "ray_end_s": None}
+    assert ray_times(100.0, [107.5, float("nan"), float("nan")], 101.0)["ray_start_s"] is None
+    assert {"ray_start_s", "worker_setup_s", "ray_end_s"} <= set(RESULT_SCHEMA.names)
+
+
+def test_resume_with_refine_picks_adds_refinement_to_a_sweep_that_ran_without(tmp_path):
+    from akdray.sweep.stages import init_sweep
+
+    def spec(*extra: str) -> SweepSpec:
+        return pareto.spec_from_args(pareto.build_parser().parse_args(["--storage", str(tmp_path), "--name", "s", *extra]))
+
+    first = init_sweep(spec(), resume=False)
+    assert first.refine_trials == 0
+    resumed = init_sweep(spec("--resume", "--refine-picks", "--refine-trials", "3", "--refine-rounds", "1"), resume=True)
+    assert (resumed.refine_trials, resumed.refine_rounds, resumed.sweep_id) == (3, 1, first.sweep_id)
+    assert init_sweep(spec("--resume"), resume=True).refine_trials == 0  # without the flag: as stored

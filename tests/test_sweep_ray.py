@@ -82,6 +82,8 @@ def test_smoke_sweep_writes_parquet_for_every_stage_and_defense(smoke):
     assert (search["eval_split"] == "val").all() and search[["leak", "loss_auc", "nkid"]].isna().all().all()
     assert teachers[["leak", "loss_auc", "cal_auc", "lira_auc", "nkid"]].notna().all().all()  # both blocks
     assert (deployed["n_references"] == 2).all() and (teachers["leak_source"] == "loss,cal,lira").all()
+    timing = df[["ray_start_s", "worker_setup_s", "ray_end_s"]]  # where Ray's share of each trial went
+    assert (timing > 0).all().all() and (timing.sum(axis=1) < df["trial_time_s"] - df["wall_s"] + 1.0).all()
     for dataset in ("scores", "samples"):
         other = pd.read_parquet(sweep / dataset)
         assert set(other["trial_id"]) == set(df["trial_id"])

@@ -70,7 +70,9 @@ def run_experiment(spec: SweepSpec, experiment: str, param_space: dict, num_samp
     else:
         tuner = tune.Tuner(
             trainable, param_space=param_space,
-            tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=num_samples,
+            # reuse_actors: every trial driver asks for the same resources, so one driver process serves
+            # trial after trial (Ray's process start and imports paid once per slot, not per trial)
+            tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=num_samples, reuse_actors=True,
                                         max_concurrent_trials=spec.max_concurrent, trial_dirname_creator=trial_dirname),
             run_config=tune.RunConfig(
                 name=experiment, storage_path=spec.sweep_uri, verbose=spec.verbose,
@@ -199,9 +201,11 @@ def init_sweep(spec: SweepSpec, resume: bool) -> SweepSpec:
                 raise ConfigError(f"--resume: no sweep at {spec.sweep_uri} ({SWEEP_FILE} missing)")
             stored = SweepSpec.from_json(read_bytes(path).decode(), source=path)
             probe_writable(spec.sweep_uri)
-            # Experiment settings come from the stored sweep; how to run it (resources) from this call.
+            # Experiment settings come from the stored sweep; how to run it (resources) from this call,
+            # and --refine-picks given now adds refinement rounds to a sweep that ran without them.
+            refine = {"refine_trials": spec.refine_trials, "refine_rounds": spec.refine_rounds} if spec.refine_trials else {}
             return replace(stored, cpus_per_trial=spec.cpus_per_trial, gpus_per_trial=spec.gpus_per_trial,
-                           max_concurrent=spec.max_concurrent, verbose=spec.verbose)
+                           max_concurrent=spec.max_concurrent, verbose=spec.verbose, **refine)
         validate(spec)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
         spec = replace(spec, sweep_id=spec.sweep_id or f"{spec.name}-{stamp}-{uuid.uuid4().hex[:6]}")

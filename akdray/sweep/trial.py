@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -36,6 +37,7 @@ from akdray.sweep.spec import OBJECTIVES, TEST_OBJECTIVES, split_trial_config
 DRIVER_RESOURCES = {"cpu": 0, "memory": 256 * 1024**2}  # the Tune trial only waits on its Train run
 # What Tune's progress table shows (the first keys of a result): the objectives, then the run.
 PACK_ROWS = "pack_rows"  # a packed trial's result: the rows of its runs after the first
+WORKER_TIMES = "worker_times"  # epoch seconds the Train worker reports: entered, runs started, runs finished
 SUMMARY_KEYS = ("val_leak", "val_nkid", "leak", "nkid", "loss_auc", "lira_auc", "wall_s", "status", "error")
 
 
@@ -118,15 +120,36 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train worker: the trial's run(s) into a temporary folder, reported with the rows as its checkpoint."""
     import ray.train
 
+    entered = time.time()
     if ray.train.get_checkpoint() is not None:
         return  # this trial already finished and uploaded its folder; Train kept its row(s)
     _quiet_report_log()
+    import akdray.run  # noqa: F401 - torch and the models: imported here so worker_setup_s counts them
     configs = [from_dict(c) for c in (loop_config["cfg"], *loop_config.get("pack", []))]
     with tempfile.TemporaryDirectory(prefix="akdray-trial-") as tmp:
         out = Path(tmp) / "run"
+        started = time.time()
         first, *packed = run_pack(configs, out, tmp)
-        report = {**first, **({PACK_ROWS: packed} if packed else {})}
+        times = [entered, started, time.time()]
+        report = {**first, WORKER_TIMES: times, **({PACK_ROWS: packed} if packed else {})}
         ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(str(out)))
+
+
+def ray_times(driver_started: float, worker: list[float] | None, driver_finished: float) -> dict[str, float | None]:
+    """Where a trial's time outside ``run`` goes (epoch seconds of one machine or a clock-synchronised cluster):
+
+    ``ray_start_s``     trial driver started -> Train worker entered its function (Train controller,
+                        its helper actors, placement group, worker process start)
+    ``worker_setup_s``  worker entered -> its runs start (imports of torch and akdray)
+    ``ray_end_s``       last run finished -> the driver holds Train's result (report, checkpoint
+                        upload, worker group and controller shut down)
+    All None for a trial Train restored from its stored checkpoint (its worker ran nothing).
+    """
+    if not worker or len(worker) != 3 or not all(isinstance(t, (int, float)) and math.isfinite(t) for t in worker):
+        return {"ray_start_s": None, "worker_setup_s": None, "ray_end_s": None}
+    entered, runs_started, runs_finished = worker
+    return {"ray_start_s": entered - driver_started, "worker_setup_s": runs_started - entered,
+            "ray_end_s": driver_finished - runs_finished}
 
 
 def _storage_uri(path: str, meta: Mapping[str, Any]) -> str:
@@ -145,6 +168,7 @@ def trial_driver(config: dict[str, Any]) -> None:
     from ray.train import FailureConfig, RunConfig as RayRunConfig, ScalingConfig
     from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
+    started = time.time()
     config, meta, _pick, pack = split_trial_config(config)
     try:
         cfg = from_dict(config)  # the same field names end to end; refuses unknown keys
@@ -164,7 +188,7 @@ def trial_driver(config: dict[str, Any]) -> None:
     result = trainer.fit()
     if result.checkpoint is None or not result.metrics:
         raise RuntimeError(f"Ray Train run {trial_id} finished without a checkpoint and its row")
-    row = dict(result.metrics)
+    row = {**dict(result.metrics), **ray_times(started, result.metrics.get(WORKER_TIMES), time.time())}
     # Summary keys first: Tune's progress table shows the first numeric metrics of a result.
     tune.report({**{k: row.get(k) for k in SUMMARY_KEYS}, **row, "checkpoint": _storage_uri(result.checkpoint.path, meta)})
 
