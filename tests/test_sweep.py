@@ -170,3 +170,15 @@ def test_resume_with_refine_picks_adds_refinement_to_a_sweep_that_ran_without(tm
     resumed = init_sweep(spec("--resume", "--refine-picks", "--refine-trials", "3", "--refine-rounds", "1"), resume=True)
     assert (resumed.refine_trials, resumed.refine_rounds, resumed.sweep_id) == (3, 1, first.sweep_id)
     assert init_sweep(spec("--resume"), resume=True).refine_trials == 0  # without the flag: as stored
+
+
+def test_a_copied_sweep_resumes_where_it_now_is(tmp_path):
+    import shutil
+
+    from akdray.sweep.stages import init_sweep
+
+    args = lambda *extra: pareto.build_parser().parse_args(["--storage", str(tmp_path), *extra])  # noqa: E731
+    first = init_sweep(pareto.spec_from_args(args("--name", "original")), resume=False)
+    shutil.copytree(tmp_path / "original", tmp_path / "copy")
+    resumed = init_sweep(pareto.spec_from_args(args("--name", "copy", "--resume")), resume=True)
+    assert resumed.sweep_uri == str(tmp_path / "copy") and resumed.sweep_id == first.sweep_id

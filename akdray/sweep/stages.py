@@ -201,11 +201,13 @@ def init_sweep(spec: SweepSpec, resume: bool) -> SweepSpec:
                 raise ConfigError(f"--resume: no sweep at {spec.sweep_uri} ({SWEEP_FILE} missing)")
             stored = SweepSpec.from_json(read_bytes(path).decode(), source=path)
             probe_writable(spec.sweep_uri)
-            # Experiment settings come from the stored sweep; how to run it (resources) from this call,
+            # Experiment settings come from the stored sweep; where it is and how to run it (resources)
+            # from this call (a sweep folder copied elsewhere resumes there, not at its old place),
             # and --refine-picks given now adds refinement rounds to a sweep that ran without them.
             refine = {"refine_trials": spec.refine_trials, "refine_rounds": spec.refine_rounds} if spec.refine_trials else {}
-            return replace(stored, cpus_per_trial=spec.cpus_per_trial, gpus_per_trial=spec.gpus_per_trial,
-                           max_concurrent=spec.max_concurrent, verbose=spec.verbose, **refine)
+            return replace(stored, storage=spec.storage, name=spec.name, cpus_per_trial=spec.cpus_per_trial,
+                           gpus_per_trial=spec.gpus_per_trial, max_concurrent=spec.max_concurrent,
+                           verbose=spec.verbose, **refine)
         validate(spec)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
         spec = replace(spec, sweep_id=spec.sweep_id or f"{spec.name}-{stamp}-{uuid.uuid4().hex[:6]}")
