@@ -182,7 +182,7 @@ def _result(job: ProtectJob, audit: dict | None, train_s: float, t0: float) -> d
                   "read": "input halves only" if job.proxy_aligned else "input images"},
         "measured": audit is not None, "audit": audit, "note": None if audit else NOT_MEASURED,
         "train_s": train_s, "wall_s": time.perf_counter() - t0, "akdray_version": akdray.__version__,
-        "torch_version": torch.__version__, "config": cfg.to_dict(),
+        "torch_version": str(torch.__version__), "config": cfg.to_dict(),
     }
 
 

@@ -134,7 +134,7 @@ def execute(p: Prepared) -> dict[str, Any]:
                train_s=train_s, eval_s=eval_s,
                device_used=str(p.device), started_at=started.isoformat(),
                finished_at=datetime.now(timezone.utc).isoformat(), akdray_version=akdray.__version__,
-               torch_version=torch.__version__, host=platform.node())
+               torch_version=str(torch.__version__), host=platform.node())
     if p.out_dir is not None:
         write_run_dir(p.out_dir, row, saved_cfg, G, scores, samples)
     return row
