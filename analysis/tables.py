@@ -9,7 +9,8 @@
 * **Table IV** - generalization gap: ``nkid_train``, ``nkid`` (test) and ``gen_gap`` =
   NKID(test) - NKID(train), positive when the model overfits (the paper's sign).
 
-Rows come from the ``confirm`` stage, grouped by its ``pick`` column; a pick with no confirm rows
+Rows come from the ``confirm`` stage, grouped by the pick whose recipe they ran (rows of a recipe no
+longer picked are left out); a pick with no confirm rows
 is shown from the search row of its trial (one run, so no std; a search trial of akdray >= 0.2 was
 evaluated on the validation set only, so its test columns are "—").
 The ``Match`` column (:func:`match_notes`) says whether a baseline pick lies within the tolerance of
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from akdray.recipe import recipe_key
 from analysis.load import METHOD_ORDER, normalize_results
 from analysis.picks import pick_labels
 
@@ -58,6 +60,18 @@ def _label_key(label: str, method: str) -> tuple:
     return rank, 0 if first.endswith("@utility") else 1, label
 
 
+def current_confirm_rows(results: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """The confirmation rows of the picks' current recipes (:mod:`akdray.recipe`), ``pick`` set to the
+    current label: a row confirming a recipe that is no longer picked (``--refine-picks`` found a
+    closer trial after the confirmation ran) is left out rather than shown under the new pick."""
+    confirmed = results[(results["stage"] == "confirm") & results["pick"].notna()]
+    searched = results[results["stage"] != "confirm"].drop_duplicates("trial_id").set_index("trial_id")
+    current = {(str(p.preset), recipe_key(searched.loc[p.trial_id])): p.label
+               for p in labels.itertuples() if p.trial_id in searched.index}
+    label = [current.get((str(r["preset"]), recipe_key(r))) for _, r in confirmed.iterrows()]
+    return confirmed.assign(pick=label).loc[np.array([lab is not None for lab in label], dtype=bool)]
+
+
 def pick_rows(results: pd.DataFrame, picks: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
     """Rows behind the tables, with ``label`` and ``source`` columns, and each preset's source.
 
@@ -67,7 +81,7 @@ def pick_rows(results: pd.DataFrame, picks: pd.DataFrame) -> tuple[pd.DataFrame,
     """
     results = normalize_results(results)
     labels = pick_labels(picks)
-    confirmed = results[(results["stage"] == "confirm") & results["pick"].notna()]
+    confirmed = current_confirm_rows(results, labels)
     parts, sources = [], {}
     for preset in sorted(set(labels["preset"]) | set(confirmed["preset"])):
         confirm = confirmed[confirmed["preset"] == preset]

@@ -103,17 +103,26 @@ def known_rows() -> list[dict[str, Any]]:
     ]
 
 
+# The hyper-parameters of the known sweep's picks (see known_rows), which their confirmation runs repeat.
+PICKED_RECIPES = {"akd": {"distill_lambda": 50.0}, "dpsgd@utility": {"dp_noise_multiplier": 2.0},
+                  "dpsgd@privacy": {"dp_noise_multiplier": 0.5}}
+
+
 def confirm_rows(picks: Iterable[tuple[str, str, float, float]] = (
         ("teacher", "teacher", 0.80, 0.20), ("akd", "akd", 0.55, 0.35), ("dpsgd@utility", "dpsgd", 0.60, 0.36)),
-        seeds: Iterable[int] = range(5), failed: str | None = "akd") -> list[dict[str, Any]]:
-    """Confirmation rows ``(label, method, auc, nkid)`` x seeds; AUC rises .01 and NKID .02 per seed.
+        seeds: Iterable[int] = range(5), failed: str | None = "akd",
+        recipes: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Confirmation rows ``(label, method, auc, nkid)`` x seeds with the pick's hyper-parameters
+    (``recipes``, default :data:`PICKED_RECIPES`); AUC rises .01 and NKID .02 per seed.
     One extra failed row for the ``failed`` label (counted, never averaged)."""
+    recipes = PICKED_RECIPES if recipes is None else recipes
     out = []
     for label, method, auc, nkid in picks:
         for seed in seeds:
             out.append(row(method, f"c-{label}-{seed}", round(auc + 0.01 * seed, 6), round(nkid + 0.02 * seed, 6),
-                           seed=seed, stage="confirm", pick=label))
+                           seed=seed, stage="confirm", pick=label, **recipes.get(label, {})))
     if failed:
         method = next(m for label, m, _, _ in picks if label == failed)
-        out.append(row(method, f"c-{failed}-fail", None, None, seed=99, stage="confirm", pick=failed, status="failed"))
+        out.append(row(method, f"c-{failed}-fail", None, None, seed=99, stage="confirm", pick=failed, status="failed",
+                       **recipes.get(failed, {})))
     return out

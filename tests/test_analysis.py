@@ -231,3 +231,28 @@ def test_seeds_text_names_run_seeds_not_reference_model_seeds():
     text = seeds_text(load.normalize_results(pd.DataFrame(rows)))
     assert "10000" not in text and "20100" not in text
     assert text.startswith("Selection seeds (teacher and search stages): 0, 1;")
+
+
+def test_confirm_rows_of_a_recipe_no_longer_picked_are_left_out_and_others_get_the_current_label():
+    """After --refine-picks a pick may change: its old confirmation rows must not be shown under it."""
+    stale = testing.confirm_rows(picks=(("dpsgd@utility", "dpsgd", 0.70, 0.50),), failed=None,
+                                 recipes={"dpsgd@utility": {"dp_noise_multiplier": 3.0}})  # an older pick's sigma
+    regrouped = testing.confirm_rows(picks=(("dmp@utility", "dmp", 0.52, 0.45),), failed=None)  # m1, labelled alone
+    results = load.normalize_results(pd.DataFrame(testing.known_rows() + stale + regrouped))
+    rows, _ = tables.pick_rows(results, picks.matched_picks(results))
+    table2 = tables.summarize(rows, tables.TABLES[0]).set_index("pick")
+    assert table2.loc["dpsgd@utility", "source"] == "search" and table2.loc["dpsgd@utility", "n"] == 1
+    assert table2.loc["dpsgd@utility", "loss_auc_mean"] == pytest.approx(0.58)  # d3 itself, not the stale 0.70+
+    assert table2.loc["dmp@utility+dmp@privacy", "source"] == "confirm" and table2.loc["dmp@utility+dmp@privacy", "n"] == 5
+
+
+def test_recipe_key_ignores_what_the_confirmation_changes_and_nothing_else(known):
+    from akdray.recipe import recipe_key
+
+    row = known.set_index("trial_id").loc["a2"]
+    cfg = picks.run_config_dict(row)
+    assert recipe_key(row) == recipe_key(cfg)  # a results row and its config dict agree
+    rerun = {**cfg, "seed": 101, "eval_split": "both", "teacher_checkpoint": "/t101", "reference_checkpoints": "/r,/s"}
+    assert recipe_key(rerun) == recipe_key(cfg)
+    assert recipe_key({**cfg, "distill_lambda": 51.0}) != recipe_key(cfg)
+    assert recipe_key({**cfg, "data_seed": 7}) != recipe_key(cfg)

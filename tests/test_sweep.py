@@ -188,3 +188,24 @@ def test_a_copied_sweep_resumes_where_it_now_is(tmp_path):
     resumed = init_sweep(pareto.spec_from_args(args("--name", "copy", "--resume")), resume=True)
     assert resumed.sweep_uri == str(tmp_path / "copy") and resumed.sweep_id == first.sweep_id
 
+
+def test_confirmation_skips_runs_whose_recipe_was_confirmed_and_names_a_new_experiment(tmp_path):
+    """--confirm after --refine-picks: only a changed pick's seeds run, in an experiment of their own."""
+    from dataclasses import replace
+
+    from akdray.sweep.confirm import PICKS_EXPERIMENT, picks_experiment, unconfirmed
+    from analysis import testing
+
+    confirmed = testing.confirm_rows(picks=(("dpsgd@utility", "dpsgd", 0.6, 0.4),), seeds=(100, 101), failed=None)
+    testing.write_sweep(tmp_path / "s", confirmed, scores=False, samples=False)
+    spec = replace(SweepSpec(name="s", storage=str(tmp_path)), sweep_id="sw1")
+    config = {k: v for k, v in confirmed[0].items() if k in base_config(spec, "dpsgd", 0).to_dict()}
+    items = [("dpsgd@utility", {**config, "seed": s}) for s in (100, 101, 102)]
+    items += [("dpsgd@utility", {**config, "seed": 100, "dp_noise_multiplier": 1.5})]  # a refined pick
+    todo = unconfirmed(spec, items)
+    assert [(c["seed"], c["dp_noise_multiplier"]) for _, c in todo] == [(102, 2.0), (100, 1.5)]
+    assert picks_experiment(spec, todo) == PICKS_EXPERIMENT  # the first confirmation is not done yet
+    (tmp_path / "s" / "stages").mkdir()
+    (tmp_path / "s" / "stages" / f"{PICKS_EXPERIMENT}.done.json").write_text("{}")
+    name = picks_experiment(spec, todo)
+    assert name.startswith(f"{PICKS_EXPERIMENT}-") and name != picks_experiment(spec, todo[:1])

@@ -6,17 +6,26 @@ experiments, each waiting for the one before: ``confirm-reference`` (the referen
 (preset, seed) draw), ``confirm-teacher`` (the teachers, audited with them) and ``confirm-picks``
 (every other pick against the confirmation teacher of its own preset and seed). Rows have
 ``stage == "confirm"`` and ``pick`` = the label; the report's tables use them.
+
+A (pick, seed) whose recipe (:mod:`akdray.recipe`) already has an ok confirmation run is not run
+again: after ``--refine-picks`` changed a pick, ``--confirm`` runs only the new recipe's seeds, in an
+experiment of its own (``confirm-picks-<digest>``).
 """
 from __future__ import annotations
 
+import hashlib
 import time
 
 import pandas as pd
 
 from akdray.config import METHODS_NEEDING_TEACHER, from_dict
+from akdray.recipe import recipe_key
+from akdray.storage import exists, join
 from akdray.sweep.references import found_references, item_runs, reference_items
-from akdray.sweep.spec import SweepSpec, grid_space
+from akdray.sweep.spec import STAGES_DIR, SweepSpec, grid_space
 from akdray.sweep.stages import auto_resources, run_experiment, sweep_rows, trial_meta
+
+PICKS_EXPERIMENT = "confirm-picks"
 
 
 def _run_grid(spec: SweepSpec, experiment: str, items: list[tuple[str, dict]], resume: bool) -> None:
@@ -56,6 +65,30 @@ def run_confirm_stage(spec: SweepSpec, configs: list[tuple[str, dict]], resume: 
                 continue
             cfg = {**cfg, "teacher_checkpoint": uri}
         rest.append((label, cfg))
-    _run_grid(spec, "confirm-picks", rest, resume)
+    todo = unconfirmed(spec, rest)
+    if len(todo) < len(rest):
+        print(f"akdray confirm: {len(rest) - len(todo)} of {len(rest)} pick runs already confirmed with their recipe")
+    name = picks_experiment(spec, todo)
+    _run_grid(spec, name, todo, resume)
+    if name == PICKS_EXPERIMENT and exists(join(spec.sweep_uri, STAGES_DIR, f"{name}.done.json")):
+        todo = unconfirmed(spec, rest)  # a restored first confirmation ran its own (older) grid
+        _run_grid(spec, picks_experiment(spec, todo), todo, resume)
     print(f"akdray confirm: done in {time.perf_counter() - t0:.0f} s -> {spec.sweep_uri}")
     return sweep_rows(spec, stage="confirm")
+
+
+def unconfirmed(spec: SweepSpec, items: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """The (label, config) items with no ok confirmation row of the same seed and recipe (whatever its
+    label: picks that share a trial may be labelled together or apart)."""
+    ok = sweep_rows(spec, stage="confirm", status="ok")
+    done = set() if ok.empty else {(int(r["seed"]), recipe_key(r)) for _, r in ok.iterrows()}
+    return [(label, cfg) for label, cfg in items if (int(cfg["seed"]), recipe_key(cfg)) not in done]
+
+
+def picks_experiment(spec: SweepSpec, items: list[tuple[str, dict]]) -> str:
+    """``confirm-picks`` the first time (and to resume it); once that one is done,
+    ``confirm-picks-<digest of items>``."""
+    if not exists(join(spec.sweep_uri, STAGES_DIR, f"{PICKS_EXPERIMENT}.done.json")):
+        return PICKS_EXPERIMENT
+    digest = hashlib.sha256(repr(sorted((label, int(c["seed"]), recipe_key(c)) for label, c in items)).encode())
+    return f"{PICKS_EXPERIMENT}-{digest.hexdigest()[:8]}"
