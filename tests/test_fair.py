@@ -178,8 +178,15 @@ def test_narrowed_space_brackets_the_target():
     assert (sigma.low, sigma.high) == pytest.approx((1.0, 3.0)) and (proxy.low, proxy.high) == (50, 300)
     padded, _ = narrowed_space(space, rows, "nkid", 0.5)
     assert 0.1 <= padded.low < 1.0 and 3.0 < padded.high <= 4.0
-    one_side, _ = narrowed_space(space, rows, "nkid", 2.0, pad=0.0)
-    assert one_side.low == one_side.high == pytest.approx(3.0)  # only the nearest trial anchors
+    # a target beyond every trial: the nearest trial anchors, and the range steps out the way NKID rises
+    up, up_proxy = narrowed_space(space, rows, "nkid", 2.0, pad=0.0)
+    assert (up.low, up.high) == pytest.approx((3.0, 4.0)) and (up_proxy.low, up_proxy.high) == (300, 400)
+    down, _ = narrowed_space(space, rows, "nkid", 0.05, pad=0.0)
+    assert (down.low, down.high) == pytest.approx((0.1, 0.2))
+    flat = pd.DataFrame({"nkid": [0.1, 0.3, 0.9, 0.6], "dp_noise_multiplier": [1.0, 3.0, 1.0, 3.0],
+                         "proxy_size": [10, 50, 300, 100]})  # sigma uncorrelated with NKID: only the anchor
+    sigma_flat, _ = narrowed_space(space, flat, "nkid", 2.0, pad=0.0)
+    assert sigma_flat.low == sigma_flat.high == pytest.approx(1.0)
 
 
 def test_sweep_spec_keeps_refine_settings_and_old_sweep_json_loads():

@@ -27,20 +27,32 @@ def _unscale(p, value: float) -> float:
     return math.exp(value) if p.log else value
 
 
+def _trend(rows: pd.DataFrame, name: str, axis: str) -> float:
+    """Spearman rank correlation of parameter ``name`` with ``axis`` over ``rows`` (0 if undefined)."""
+    if name not in rows or rows[name].nunique() < 2 or len(rows) < 3:
+        return 0.0
+    corr = rows[name].astype(float).corr(rows[axis].astype(float), method="spearman")
+    return 0.0 if pd.isna(corr) else float(corr)
+
+
 def narrowed_space(space: Sequence, rows: pd.DataFrame, axis: str, target: float, pad: float = REFINE_PAD) -> tuple:
     """The search space of ``space`` (``akdray.sweep.spec.Param``) narrowed around ``target`` on ``axis``.
 
     The anchors are the trial nearest to ``target`` from below and the one nearest from above on
-    ``axis`` (only the nearest one when all trials lie on one side). Each parameter's new range is
-    the hull of the anchors' values, padded by ``pad`` of the original span on each side (in log
-    space for log parameters) and clipped to the original bounds. ``rows``: ok trials with the
-    parameters as columns and ``axis`` the selection measure.
+    ``axis``. Each parameter's new range is the hull of the anchors' values, padded by ``pad`` of the
+    original span on each side (in log space for log parameters) and clipped to the original bounds.
+    When all trials lie on one side of the target, only the nearest one anchors, and a parameter
+    whose values go with ``axis`` (|Spearman rank correlation| >= 0.5 over >= 3 trials) gets the
+    range from the anchor (less ``pad``) to the bound the trend points to: the target lies beyond
+    every trial, so the refinement steps out, not around. ``rows``: ok trials with the parameters as
+    columns and ``axis`` the selection measure.
     """
     rows = rows.dropna(subset=[axis])
     if rows.empty:
         return tuple(space)
     below, above = rows[rows[axis] <= target], rows[rows[axis] >= target]
     anchors = [frame.loc[(frame[axis] - target).abs().idxmin()] for frame in (below, above) if len(frame)]
+    step = 0 if len(anchors) == 2 else (1 if above.empty else -1)  # the axis must go up (1) or down (-1)
     out = []
     for p in space:
         lo, hi = _scale(p, p.low), _scale(p, p.high)
@@ -50,6 +62,11 @@ def narrowed_space(space: Sequence, rows: pd.DataFrame, axis: str, target: float
             continue
         margin = pad * (hi - lo)
         new_lo, new_hi = max(lo, min(values) - margin), min(hi, max(values) + margin)
+        trend = _trend(rows, p.name, axis) if step else 0.0
+        if trend * step >= 0.5:  # raising the parameter moves the axis toward the target
+            new_hi = hi
+        elif trend * step <= -0.5:
+            new_lo = lo
         low, high = _unscale(p, new_lo), _unscale(p, new_hi)
         if p.integer:
             low, high = math.floor(low + 1e-9), math.ceil(high - 1e-9)
