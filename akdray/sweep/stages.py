@@ -70,9 +70,7 @@ def run_experiment(spec: SweepSpec, experiment: str, param_space: dict, num_samp
     else:
         tuner = tune.Tuner(
             trainable, param_space=param_space,
-            # reuse_actors: every trial driver asks for the same resources, so one driver process serves
-            # trial after trial (Ray's process start and imports paid once per slot, not per trial)
-            tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=num_samples, reuse_actors=True,
+            tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=num_samples,
                                         max_concurrent_trials=spec.max_concurrent, trial_dirname_creator=trial_dirname),
             run_config=tune.RunConfig(
                 name=experiment, storage_path=spec.sweep_uri, verbose=spec.verbose,
