@@ -6,6 +6,7 @@ import optuna
 import pandas as pd
 import pytest
 
+from akdray.config import ConfigError
 from akdray.results import RESULT_SCHEMA, row_table
 from akdray.schema import METRIC_KEYS
 from akdray.sweep import cli as pareto
@@ -141,9 +142,14 @@ def test_packed_reference_runs_equal_separate_runs_weight_for_weight(tmp_path):
     assert [r["status"] for r in rows] == ["ok", "ok"] and rows[1]["seed"] == configs[1].seed
     # Ray's Train controller and Tune's trial driver unpickle these rows: a torch type in them
     # (torch.__version__ is a str subclass of torch's) would import torch there (+0.45 GB each).
-    plain = (str, int, float, bool, type(None))
-    assert all(type(v) in plain or (type(v) in (list, dict)) for r in rows for v in r.values()), \
-        {k: type(v) for r in rows for k, v in r.items() if type(v) not in (*plain, list, dict)}
+    def plain(value) -> bool:
+        if type(value) in (list, tuple):
+            return all(plain(v) for v in value)
+        if type(value) is dict:
+            return all(type(k) is str and plain(v) for k, v in value.items())
+        return type(value) in (str, int, float, bool, type(None))
+
+    assert all(plain(r) for r in rows), {k: type(v) for r in rows for k, v in r.items() if not plain(v)}
     for i, cfg in enumerate(configs):
         run(cfg, tmp_path / f"alone{i}")
         packed = torch.load(pack_folder(tmp_path / "packed", i) / "checkpoint.pt", weights_only=False)
@@ -156,11 +162,13 @@ def test_packed_reference_runs_equal_separate_runs_weight_for_weight(tmp_path):
 
 def test_ray_times_split_a_trial_into_start_setup_run_and_end():
     # driver started at 100; worker entered at 107.5, its runs ran 110-150; the driver had the result at 153
-    times = ray_times(100.0, [107.5, 110.0, 150.0], 153.0)
+    times = ray_times(100.0, [107.5, 110.0, 150.0, 100.0], 153.0)
     assert times == {"ray_start_s": 7.5, "worker_setup_s": 2.5, "ray_end_s": 3.0}
-    restored = ray_times(100.0, None, 101.0)  # Train restored a finished trial: its worker ran nothing
+    # Train restored a finished trial: the stored report carries an earlier attempt's times
+    restored = ray_times(900.0, [107.5, 110.0, 150.0, 100.0], 901.0)
     assert restored == {"ray_start_s": None, "worker_setup_s": None, "ray_end_s": None}
-    assert ray_times(100.0, [107.5, float("nan"), float("nan")], 101.0)["ray_start_s"] is None
+    assert ray_times(100.0, None, 101.0)["ray_end_s"] is None
+    assert ray_times(100.0, [107.5, float("nan"), float("nan"), 100.0], 101.0)["ray_start_s"] is None
     assert {"ray_start_s", "worker_setup_s", "ray_end_s"} <= set(RESULT_SCHEMA.names)
 
 
@@ -177,7 +185,7 @@ def test_resume_with_refine_picks_adds_refinement_to_a_sweep_that_ran_without(tm
     assert init_sweep(spec("--resume"), resume=True).refine_trials == 0  # without the flag: as stored
 
 
-def test_a_copied_sweep_resumes_where_it_now_is(tmp_path):
+def test_a_copied_sweep_resumes_where_it_now_is(tmp_path, capsys):
     import shutil
 
     from akdray.sweep.stages import init_sweep
@@ -187,6 +195,15 @@ def test_a_copied_sweep_resumes_where_it_now_is(tmp_path):
     shutil.copytree(tmp_path / "original", tmp_path / "copy")
     resumed = init_sweep(pareto.spec_from_args(args("--name", "copy", "--resume")), resume=True)
     assert resumed.sweep_uri == str(tmp_path / "copy") and resumed.sweep_id == first.sweep_id
+    assert SweepSpec.from_json((tmp_path / "copy" / "sweep.json").read_text()).sweep_uri == str(tmp_path / "copy")
+    (tmp_path / "original" / "search").mkdir()  # an unfinished Tune experiment (its tuner state, no done marker)
+    (tmp_path / "original" / "search" / "tuner.pkl").write_bytes(b"state")
+    shutil.copytree(tmp_path / "original", tmp_path / "copy2")
+    with pytest.raises(ConfigError, match="unfinished experiment.*search"):  # Tune would resume it into the original
+        init_sweep(pareto.spec_from_args(args("--name", "copy2", "--resume")), resume=True)
+    capsys.readouterr()
+    assert _exit_code(["--confirm", str(tmp_path / "copy2")]) == 2
+    assert "would resume into that old place" in capsys.readouterr().err
 
 
 def test_confirmation_skips_runs_whose_recipe_was_confirmed_and_names_a_new_experiment(tmp_path):

@@ -105,6 +105,9 @@ def confirm_spec(args: argparse.Namespace) -> SweepSpec:
         raise ConfigError(f"confirmation seeds {reused} were used by the search (seeds {stored.seed_list}); "
                           "confirm on unseen seeds: --confirm-seed-start above them")
     storage, name = uri.rsplit("/", 1)
+    from akdray.sweep.stages import refuse_moved_unfinished  # imports Ray
+
+    refuse_moved_unfinished(stored, uri)
     return replace(stored, storage=storage, name=name, cpus_per_trial=args.cpus_per_trial,
                    gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
                    verbose=0 if args.quiet else 1)

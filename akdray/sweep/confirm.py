@@ -69,9 +69,10 @@ def run_confirm_stage(spec: SweepSpec, configs: list[tuple[str, dict]], resume: 
     if len(todo) < len(rest):
         print(f"akdray confirm: {len(rest) - len(todo)} of {len(rest)} pick runs already confirmed with their recipe")
     name = picks_experiment(spec, todo)
-    _run_grid(spec, name, todo, resume)
-    if name == PICKS_EXPERIMENT and exists(join(spec.sweep_uri, STAGES_DIR, f"{name}.done.json")):
-        todo = unconfirmed(spec, rest)  # a restored first confirmation ran its own (older) grid
+    restoring = name == PICKS_EXPERIMENT and resume and exists(join(spec.sweep_uri, name))
+    _run_grid(spec, name, rest if restoring else todo, resume)  # a restored grid counts all its trials
+    if restoring:  # it ran its own stored grid: the picks may have changed since (--refine-picks)
+        todo = unconfirmed(spec, rest)
         _run_grid(spec, picks_experiment(spec, todo), todo, resume)
     print(f"akdray confirm: done in {time.perf_counter() - t0:.0f} s -> {spec.sweep_uri}")
     return sweep_rows(spec, stage="confirm")

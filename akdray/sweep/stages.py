@@ -203,6 +203,9 @@ def init_sweep(spec: SweepSpec, resume: bool) -> SweepSpec:
             # from this call (a sweep folder copied elsewhere resumes there, not at its old place),
             # and --refine-picks given now adds refinement rounds to a sweep that ran without them.
             refine = {"refine_trials": spec.refine_trials, "refine_rounds": spec.refine_rounds} if spec.refine_trials else {}
+            if stored.sweep_uri != spec.sweep_uri:  # a copied or moved sweep: from now on it lives here
+                refuse_moved_unfinished(stored, spec.sweep_uri)
+                write_bytes(path, replace(stored, storage=spec.storage, name=spec.name).to_json().encode())
             return replace(stored, storage=spec.storage, name=spec.name, cpus_per_trial=spec.cpus_per_trial,
                            gpus_per_trial=spec.gpus_per_trial, max_concurrent=spec.max_concurrent,
                            verbose=spec.verbose, **refine)
@@ -215,6 +218,21 @@ def init_sweep(spec: SweepSpec, resume: bool) -> SweepSpec:
         raise ConfigError(f"sweep {spec.sweep_uri} already exists; use --resume or another --name") from None
     except OSError as exc:
         raise StorageError(f"sweep storage {spec.sweep_uri} cannot be written: {exc}") from None
+
+
+def refuse_moved_unfinished(stored: SweepSpec, uri: str) -> None:
+    """A sweep folder copied or moved away from where it ran cannot resume an unfinished Tune
+    experiment: Tune's restored state (result sink, trial configs) points at the old place and would
+    write there. Finished stages are fine (their rows are read from ``uri``)."""
+    if stored.sweep_uri == uri:
+        return
+    names = ("reference", "teacher", "search", *(f"refine{i}" for i in range(1, stored.refine_rounds + 9)),
+             "confirm-reference", "confirm-teacher", "confirm-picks")
+    unfinished = [n for n in names if tune.Tuner.can_restore(join(uri, n))
+                  and not exists(join(uri, STAGES_DIR, f"{n}.done.json"))]
+    if unfinished:
+        raise ConfigError(f"{uri} ran at {stored.sweep_uri}; its unfinished experiment(s) {', '.join(unfinished)} "
+                          "would resume into that old place: resume the sweep where it ran")
 
 
 def probe_writable(uri: str) -> None:

@@ -130,7 +130,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         out = Path(tmp) / "run"
         started = time.time()
         first, *packed = run_pack(configs, out, tmp)
-        times = [entered, started, time.time()]
+        times = [entered, started, time.time(), loop_config.get("driver_started")]
         report = {**first, WORKER_TIMES: times, **({PACK_ROWS: packed} if packed else {})}
         ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(str(out)))
 
@@ -143,11 +143,14 @@ def ray_times(driver_started: float, worker: list[float] | None, driver_finished
     ``worker_setup_s``  worker entered -> its runs start (imports of torch and akdray)
     ``ray_end_s``       last run finished -> the driver holds Train's result (report, checkpoint
                         upload, worker group and controller shut down)
-    All None for a trial Train restored from its stored checkpoint (its worker ran nothing).
+    ``worker`` = (entered, runs started, runs finished, the ``driver_started`` its driver passed).
+    All None unless that last one is this driver's: a trial Train restored from its stored
+    checkpoint reports the times of an earlier attempt (its worker ran nothing this time).
     """
-    if not worker or len(worker) != 3 or not all(isinstance(t, (int, float)) and math.isfinite(t) for t in worker):
+    if (not worker or len(worker) != 4 or worker[3] != driver_started
+            or not all(isinstance(t, (int, float)) and math.isfinite(t) for t in worker)):
         return {"ray_start_s": None, "worker_setup_s": None, "ray_end_s": None}
-    entered, runs_started, runs_finished = worker
+    entered, runs_started, runs_finished, _ = worker
     return {"ray_start_s": entered - driver_started, "worker_setup_s": runs_started - entered,
             "ray_end_s": driver_finished - runs_finished}
 
@@ -180,7 +183,7 @@ def trial_driver(config: dict[str, Any]) -> None:
     resources = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
     trainer = DataParallelTrainer(
         train_worker,
-        train_loop_config={"cfg": cfg.to_dict(), "pack": pack, "trial_id": trial_id},
+        train_loop_config={"cfg": cfg.to_dict(), "pack": pack, "trial_id": trial_id, "driver_started": started},
         scaling_config=ScalingConfig(num_workers=1, use_gpu=gpus > 0, resources_per_worker=resources),
         run_config=RayRunConfig(name=trial_id, storage_path=meta["runs_uri"],
                                 failure_config=FailureConfig(max_failures=int(meta["train_max_failures"]))),
