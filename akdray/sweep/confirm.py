@@ -22,8 +22,8 @@ from akdray.config import METHODS_NEEDING_TEACHER, from_dict
 from akdray.recipe import recipe_key
 from akdray.storage import exists, join
 from akdray.sweep.references import found_references, item_runs, reference_items
-from akdray.sweep.spec import STAGES_DIR, SweepSpec, grid_space
-from akdray.sweep.stages import auto_resources, run_experiment, sweep_rows, trial_meta
+from akdray.sweep.spec import SweepSpec, grid_space
+from akdray.sweep.stages import auto_resources, done_marker, run_experiment, sweep_rows, trial_meta
 
 PICKS_EXPERIMENT = "confirm-picks"
 
@@ -89,7 +89,7 @@ def unconfirmed(spec: SweepSpec, items: list[tuple[str, dict]]) -> list[tuple[st
 def picks_experiment(spec: SweepSpec, items: list[tuple[str, dict]]) -> str:
     """``confirm-picks`` the first time (and to resume it); once that one is done,
     ``confirm-picks-<digest of items>``."""
-    if not exists(join(spec.sweep_uri, STAGES_DIR, f"{PICKS_EXPERIMENT}.done.json")):
+    if not exists(done_marker(spec.sweep_uri, PICKS_EXPERIMENT)):
         return PICKS_EXPERIMENT
     digest = hashlib.sha256(repr(sorted((label, int(c["seed"]), recipe_key(c)) for label, c in items)).encode())
     return f"{PICKS_EXPERIMENT}-{digest.hexdigest()[:8]}"

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pandas as pd
+import pyarrow.fs as pafs
 from ray import tune
 
 from akdray.config import ConfigError
@@ -54,10 +55,15 @@ def trial_meta(spec: SweepSpec, stage: str, study: str) -> dict[str, Any]:
     }
 
 
+def done_marker(sweep_uri: str, experiment: str) -> str:
+    """The file that marks an experiment of the sweep finished (every trial has its results row)."""
+    return join(sweep_uri, STAGES_DIR, f"{experiment}.done.json")
+
+
 def run_experiment(spec: SweepSpec, experiment: str, param_space: dict, num_samples: int, search_alg,
                    resume: bool, expected: int) -> None:
     """Fit (or restore and finish) one Tune experiment; mark it done once all its trials finished."""
-    marker = join(spec.sweep_uri, STAGES_DIR, f"{experiment}.done.json")
+    marker = done_marker(spec.sweep_uri, experiment)
     if exists(marker):
         print(f"akdray sweep: {experiment} already complete, skipped")
         return
@@ -226,10 +232,10 @@ def refuse_moved_unfinished(stored: SweepSpec, uri: str) -> None:
     write there. Finished stages are fine (their rows are read from ``uri``)."""
     if stored.sweep_uri == uri:
         return
-    names = ("reference", "teacher", "search", *(f"refine{i}" for i in range(1, stored.refine_rounds + 9)),
-             "confirm-reference", "confirm-teacher", "confirm-picks")
-    unfinished = [n for n in names if tune.Tuner.can_restore(join(uri, n))
-                  and not exists(join(uri, STAGES_DIR, f"{n}.done.json"))]
+    fs, path = resolve(uri)
+    folders = [info.base_name for info in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+               if info.type == pafs.FileType.Directory]
+    unfinished = sorted(n for n in folders if tune.Tuner.can_restore(join(uri, n)) and not exists(done_marker(uri, n)))
     if unfinished:
         raise ConfigError(f"{uri} ran at {stored.sweep_uri}; its unfinished experiment(s) {', '.join(unfinished)} "
                           "would resume into that old place: resume the sweep where it ran")

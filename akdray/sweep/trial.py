@@ -37,7 +37,7 @@ from akdray.sweep.spec import OBJECTIVES, TEST_OBJECTIVES, split_trial_config
 DRIVER_RESOURCES = {"cpu": 0, "memory": 256 * 1024**2}  # the Tune trial only waits on its Train run
 # What Tune's progress table shows (the first keys of a result): the objectives, then the run.
 PACK_ROWS = "pack_rows"  # a packed trial's result: the rows of its runs after the first
-WORKER_TIMES = "worker_times"  # epoch seconds the Train worker reports: entered, runs started, runs finished
+WORKER_TIMES = "worker_times"  # the Train worker's epoch seconds (entered, runs started, runs finished) + its driver's token
 SUMMARY_KEYS = ("val_leak", "val_nkid", "leak", "nkid", "loss_auc", "lira_auc", "wall_s", "status", "error")
 
 
