@@ -135,7 +135,9 @@ def test_confirmation_seeds_default_unseen_and_overlap_refused(tmp_path, capsys)
     assert pareto.main(["--confirm", str(sweep), "--dry-run", "--confirm-seed-start", "0"]) == 2
     assert "were used by the search" in capsys.readouterr().err
     assert pareto.main(["--confirm", str(sweep), "--dry-run"]) == 0
-    assert "confirmation seeds [100, 101, 102, 103, 104]" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "confirmation seeds [100, 101, 102, 103, 104]" in out
+    assert "0 of 10 already confirmed with their current recipe; to run: teacher seed 100" in out and "akd seed 104" in out
 
 
 # ------------------------------------------------------------------------------------------------

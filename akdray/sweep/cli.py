@@ -134,6 +134,11 @@ def run_confirm(args: argparse.Namespace) -> int:
           f"{len(configs)} runs: {', '.join(picks)}; selection seeds {spec.seed_list}, confirmation seeds "
           f"{confirm_seed_list(args)}")
     if args.dry_run:
+        from akdray.sweep.confirm import unconfirmed
+
+        todo = unconfirmed(spec, configs)
+        print(f"  {len(configs) - len(todo)} of {len(configs)} already confirmed with their current recipe; to run: "
+              + (", ".join(f"{label} seed {c['seed']}" for label, c in todo) or "nothing"))
         return 0
     try:
         connect(args.address)
