@@ -148,27 +148,44 @@ def _alive_pids(class_name: str) -> list[int]:
 
 
 class Killer(threading.Thread):
-    """SIGKILLs the first live process of a Ray actor class once ``ready()`` holds; records every pid seen."""
+    """SIGKILLs the first live process of a Ray actor class once ``ready()`` holds; records every pid seen.
 
-    def __init__(self, class_name: str, ready=lambda: True, delay_s: float = 0.0):
+    The state API is asked for pids every ``refresh_s`` (one query can take a second on a busy
+    machine) while ``ready()`` is polled every 10 ms, so a short window - a trial driver lives
+    about a second after its checkpoint is stored - is not missed between two slow queries.
+    """
+
+    def __init__(self, class_name: str, ready=lambda: True, delay_s: float = 0.0, refresh_s: float = 0.25):
         super().__init__(daemon=True)
-        self.class_name, self.ready, self.delay_s = class_name, ready, delay_s
+        self.class_name, self.ready, self.delay_s, self.refresh_s = class_name, ready, delay_s, refresh_s
         self.seen: list[int] = []
         self.killed: int | None = None
         self.stop = threading.Event()
 
+    def _refresh(self) -> list[int]:
+        try:
+            pids = _alive_pids(self.class_name)
+        except Exception:  # noqa: BLE001 - the state API may not answer while actors start
+            pids = []
+        self.seen += [p for p in pids if p not in self.seen]
+        return pids
+
     def run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                pids = _alive_pids(self.class_name)
-            except Exception:  # noqa: BLE001 - the state API may not answer while actors start
-                pids = []
-            self.seen += [p for p in pids if p not in self.seen]
-            if self.killed is None and pids and self.ready():
+        pids, asked = [], 0.0
+        while not self.stop.is_set() and self.killed is None:
+            if time.monotonic() - asked > self.refresh_s:
+                pids, asked = self._refresh(), time.monotonic()
+            if pids and self.ready():
                 time.sleep(self.delay_s)
-                os.kill(pids[0], signal.SIGKILL)
-                self.killed = pids[0]
-            time.sleep(0.05)
+                try:
+                    os.kill(pids[0], signal.SIGKILL)
+                    self.killed = pids[0]
+                except ProcessLookupError:  # it ended meanwhile: ask again
+                    asked = 0.0
+            time.sleep(0.01)
+        while not self.stop.is_set():  # keep recording pids (e.g. the restarted worker)
+            self._refresh()
+            time.sleep(0.25)
 
 
 @pytest.mark.slow
