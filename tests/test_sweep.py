@@ -226,3 +226,26 @@ def test_confirmation_skips_runs_whose_recipe_was_confirmed_and_names_a_new_expe
     (tmp_path / "s" / "stages" / f"{PICKS_EXPERIMENT}.done.json").write_text("{}")
     name = picks_experiment(spec, todo)
     assert name.startswith(f"{PICKS_EXPERIMENT}-") and name != picks_experiment(spec, todo[:1])
+
+
+def test_rows_of_an_older_akdray_beside_newer_ones_keep_every_column(tmp_path):
+    """A sweep resumed by a newer akdray holds files without its newer columns: plain pandas takes the
+    first file's columns (and drops the rest), read_dataset and the documented schema call keep them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from akdray.results import dataset_path, read_dataset
+
+    base = {"sweep_id": "sw", "stage": "search", "status": "ok", "seed": 0, "preset": "tiny"}
+    old = row_table({**base, "method": "akd", "trial_id": "a1"}).drop_columns(["ray_start_s"])  # an older version's file
+    new = row_table({**base, "method": "dmp", "trial_id": "d1", "ray_start_s": 12.5})
+    for table, method, trial in ((old, "akd", "a1"), (new, "dmp", "d1")):
+        path = tmp_path / dataset_path("s", "results", method, trial)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, path)
+    plain = pd.read_parquet(tmp_path / "s" / "results")
+    assert "ray_start_s" not in plain.columns  # what docs/results.md warns about
+    df = read_dataset(str(tmp_path / "s")).set_index("trial_id")
+    assert df.loc["d1", "ray_start_s"] == 12.5 and pd.isna(df.loc["a1", "ray_start_s"])
+    documented = pd.read_parquet(tmp_path / "s" / "results", schema=RESULT_SCHEMA.append(pa.field("method", pa.string())))
+    assert documented.set_index("trial_id").loc["d1", "ray_start_s"] == 12.5
