@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -191,7 +192,15 @@ class Killer(threading.Thread):
 @pytest.mark.slow
 def test_killed_train_worker_is_restarted_by_train_and_the_row_written_once(smoke):
     """SIGKILL of the Train worker process mid-training: Ray Train starts a new worker, Tune sees no failure."""
-    killer = Killer("RayTrainWorker", delay_s=3.0)
+    scratch = Path(tempfile.gettempdir())
+    before = set(scratch.glob("akdray-trial-*"))
+
+    def running() -> bool:  # the worker made its temporary run folder: past start-up and imports, in run()
+        return bool(set(scratch.glob("akdray-trial-*")) - before)
+
+    # Not a fixed delay after the worker appears: on a loaded machine that can fall into the worker
+    # group's start-up, which Train V2 reports as a controller error instead of restarting the worker.
+    killer = Killer("RayTrainWorker", ready=running, delay_s=1.0)
     killer.start()
     try:
         spec, df, local = _fault_search(smoke[1], "kill-worker", "dmp", {"distill_epochs": 80},
