@@ -74,6 +74,9 @@ def _one_evaluation(serve, splits, cfg) -> dict:
     return totals
 
 
+BATCH_BEFORE_FAST_PATH = 32  # images per pass then (features.DEFAULT_BATCH_SIZE is 8 since 2026-11-30)
+
+
 def _features_before_fast_path(sets: list[torch.Tensor]) -> list[torch.Tensor]:
     """The pre-change feature path, inline: one call per set, TF-1 resize by torch-fidelity, NCHW, no_grad."""
     from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
@@ -83,8 +86,8 @@ def _features_before_fast_path(sets: list[torch.Tensor]) -> list[torch.Tensor]:
     with torch.no_grad():
         for images in sets:
             parts = []
-            for start in range(0, len(images), features.DEFAULT_BATCH_SIZE):
-                x = images[start : start + features.DEFAULT_BATCH_SIZE].float()
+            for start in range(0, len(images), BATCH_BEFORE_FAST_PATH):
+                x = images[start : start + BATCH_BEFORE_FAST_PATH].float()
                 x = interpolate_bilinear_2d_like_tensorflow1x(x, size=(inception.INPUT_SIZE,) * 2, align_corners=False)
                 parts.append(net((x - 128.0) / 128.0).reshape(-1, inception.FEATURE_DIM))
             out.append(torch.cat(parts))
