@@ -18,7 +18,6 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-
 from akdray.attacks.roc import roc_png
 from akdray.attacks.references import load_references, load_target, serve_generator
 from akdray.attacks.scores import LIRA_MIN_REFERENCES
@@ -28,22 +27,9 @@ from akdray.data.aligned import DataError, list_images, read_rgb
 from akdray.data.splits import load_splits
 from akdray.evaluate import audit
 from akdray.outdir import check_out_dir
+from akdray.reference_recipe import reference_config
 from akdray.schema import ATTACKS, AUDIT_FILE, ROC_FILE, SCORES_FILE
 from akdray.train import resolve_device
-
-REFERENCE_SEED_BASE = 10_000  # reference k of run seed s trains with seed 10_000 * (k + 1) + s
-
-
-def reference_seed(seed: int, index: int) -> int:
-    """The training seed of reference model ``index`` for run seed ``seed`` (never a run seed < 10,000)."""
-    return REFERENCE_SEED_BASE * (index + 1) + seed
-
-
-def reference_config(cfg: RunConfig, index: int) -> RunConfig:
-    """Reference model ``index`` of ``cfg``'s data draw: the teacher's recipe on the reference pool."""
-    return cfg.replace(method="reference", seed=reference_seed(cfg.seed, index), data_seed=cfg.resolved_data_seed,
-                       teacher_checkpoint="", reference_checkpoints="")
-
 
 def audit_data_config(target_cfg: RunConfig, data: str | None, data_seed: int | None = None) -> RunConfig:
     """The data the audit reads: the target's own (or another synthetic draw ``data_seed``), or the

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from akdray.audit import audit_checkpoint, reference_config
+from akdray.audit import audit_checkpoint
+from akdray.reference_recipe import reference_config
 from akdray.config import make_config
 from akdray.run import run
 from akdray.schema import ATTACKS

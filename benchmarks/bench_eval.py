@@ -74,7 +74,7 @@ def _one_evaluation(serve, splits, cfg) -> dict:
     return totals
 
 
-BATCH_BEFORE_FAST_PATH = 32  # images per pass then (features.DEFAULT_BATCH_SIZE is 8 since 2026-11-30)
+BATCH_BEFORE_FAST_PATH = 32  # images per pass then (on CPU it is features.CPU_BATCH_SIZE now)
 
 
 def _features_before_fast_path(sets: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -1,6 +1,6 @@
 """Inception feature extraction on CPU: images per pass vs time, peak memory and the features.
 
-    python benchmarks/bench_inception_batch.py [--images 100] [--batch-sizes 32 8] [--rounds 2]
+    python benchmarks/bench_inception_batch.py [--images 100] [--batch-sizes 32 8 4] [--rounds 2]
 
 Each (round, batch size) runs in a fresh process (so ``ru_maxrss`` is that batch size's peak),
 alternating batch sizes so both see the same machine. The features of the same seeded uint8
@@ -37,7 +37,7 @@ print(json.dumps({"batch": bs, "seconds": seconds, "loaded_mib": before,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=100)
-    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 8])
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 8, 4])
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
     import torch

@@ -14,7 +14,9 @@ The rows' ``ray_start_s``, ``worker_setup_s`` and ``ray_end_s`` say where that o
 Also from the rows: the evaluation share of run time (``eval_s / wall_s`` summed). While it runs,
 every ``ray::<kind>`` process is sampled (``ps``, 0.5 s) for its resident memory, and the machine's
 used memory (``free``) against its value before the sweep: the tables show the peak RSS per process
-kind, the peak summed RSS of all Ray processes and the peak used memory above idle.
+kind, the peak summed RSS of all Ray processes, the peak used memory above idle, and where that
+peak went: each process's anonymous and shared memory (``RssAnon + RssShmem``, which ``free`` counts
+as used; library pages, in RSS, it does not), summed by kind, at the moment used memory peaked.
 The current checkout is always measured as ``after``. Wall times are of this machine, with whatever
 else runs on it; compare trees only within one invocation.
 """
@@ -47,6 +49,36 @@ def ray_processes() -> dict[str, list[int]]:
     return kinds
 
 
+def anonymous_memory() -> dict[str, int]:
+    """RssAnon + RssShmem in KiB (what ``free`` counts as used; shared library pages are not) of every
+    process of the sweep, summed by kind: ``ray::<kind>`` workers, Ray's own daemons and the driver."""
+    kinds: dict[str, int] = defaultdict(int)
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            args = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            status = dict(line.split(":", 1) for line in (proc / "status").read_text().splitlines() if ":" in line)
+        except OSError:  # the process ended while being read
+            continue
+        kind = _kind(args)
+        if kind and "RssAnon" in status:
+            kinds[kind] += sum(int(status[k].split()[0]) for k in ("RssAnon", "RssShmem") if k in status)
+    return kinds
+
+
+def _kind(args: str) -> str | None:
+    if args.startswith("ray::"):
+        return args.split()[0][5:].split(".")[0]
+    if "sweeps/pareto.py" in args:
+        return "driver (sweeps/pareto.py)"
+    for daemon in ("gcs_server", "raylet", "dashboard_agent", "runtime_env", "log_monitor", "monitor.py", "dashboard.py",
+                   "default_worker.py"):
+        if daemon in args:
+            return daemon
+    return None
+
+
 def used_memory_mib() -> float:
     """The machine's used memory (``free``'s "used": total - available) in MiB."""
     fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
@@ -59,10 +91,13 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.stop, self.peak_kind, self.peak_total = threading.Event(), defaultdict(int), 0
         self.idle_used, self.peak_used = used_memory_mib(), 0.0
+        self.anon_at_peak: dict[str, int] = {}  # anonymous memory by process kind when used memory peaked
 
     def run(self) -> None:
         while not self.stop.is_set():
-            self.peak_used = max(self.peak_used, used_memory_mib())
+            used = used_memory_mib()
+            if used > self.peak_used:
+                self.peak_used, self.anon_at_peak = used, anonymous_memory()
             kinds = ray_processes()
             for kind, values in kinds.items():
                 self.peak_kind[kind] = max(self.peak_kind[kind], max(values))
@@ -102,7 +137,8 @@ def one_sweep(tree: Path, storage: Path, references: int, smoke: bool) -> dict:
             "eval_share": rows["eval_s"].sum() / rows["wall_s"].sum(),
             "busy": rows["trial_time_s"].sum() / (wall * 2), "used_above_idle_mib": sampler.peak_used - sampler.idle_used,
             "peak_kind_mib": {k: v / 1024 for k, v in sampler.peak_kind.items()},
-            "peak_total_mib": sampler.peak_total / 1024}
+            "peak_total_mib": sampler.peak_total / 1024,
+            "anon_at_peak_mib": {k: v / 1024 for k, v in sampler.anon_at_peak.items()}}
 
 
 def main() -> int:
@@ -148,6 +184,14 @@ def main() -> int:
         for runs in results.values():
             values = [r["peak_kind_mib"][kind] for r in runs if kind in r["peak_kind_mib"]]
             cells.append(f"{statistics.median(values):.0f}" if values else "-")
+        print(f"| {kind} | " + " | ".join(cells) + " |")
+    print("\nat the used-memory peak: anonymous + shared memory (RssAnon + RssShmem) by process kind [MiB], "
+          "the first repeat\n")
+    kinds = sorted({k for runs in results.values() for k in runs[0]["anon_at_peak_mib"]})
+    print("| process | " + " | ".join(results) + " |\n|---|" + "---|" * len(results))
+    for kind in kinds + ["sum"]:
+        cells = [f"{sum(runs[0]['anon_at_peak_mib'].values()) if kind == 'sum' else runs[0]['anon_at_peak_mib'].get(kind, 0):.0f}"
+                 for runs in results.values()]
         print(f"| {kind} | " + " | ".join(cells) + " |")
     return 0
 

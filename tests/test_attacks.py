@@ -10,7 +10,8 @@ from akdray.attacks.metrics import attack_metrics, bootstrap_auc_ci, leakage, tp
 from akdray.attacks.scores import cal_score, lira_score
 from akdray.attacks.signals import reconstruction_loss
 from akdray.attacks.suite import audit_sample, run_attacks
-from akdray.audit import audit_checkpoint, reference_config
+from akdray.audit import audit_checkpoint
+from akdray.reference_recipe import reference_config
 from akdray.config import RunConfig
 from akdray.run import run
 from conftest import TINY

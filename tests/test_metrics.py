@@ -335,3 +335,23 @@ def test_kid_command_error_names_folder(capsys, tmp_path):
     missing = tmp_path / "missing"
     assert akdray_main(["kid", str(missing), str(tmp_path)]) == 2
     assert str(missing) in capsys.readouterr().err
+
+
+def test_default_inception_batch_is_small_on_cpu_full_on_accelerators(monkeypatch):
+    """No batch size given: passes of CPU_BATCH_SIZE images on CPU (the activations stay small), with
+    the features of one pass over all images; an accelerator gets full batches."""
+    images = _smooth_images(10, seed=4)
+    whole = features.inception_features(images, batch_size=10)
+    passes = []
+    real_extractor = features.extractor
+
+    def counting_extractor(device):
+        fe = real_extractor(device)
+        return lambda x: (passes.append(x.shape[0]), fe(x))[1]
+
+    monkeypatch.setattr(features, "extractor", counting_extractor)
+    default = features.inception_features(images)
+    assert passes == [4, 4, 2]
+    assert torch.allclose(default, whole, atol=5e-5, rtol=0)
+    assert features.default_batch_size("cuda:0") == features.ACCELERATOR_BATCH_SIZE > features.CPU_BATCH_SIZE
+    assert KidOptions().batch_size is None

@@ -128,7 +128,7 @@ def test_packed_reference_runs_equal_separate_runs_weight_for_weight(tmp_path):
     into its own folder, and each is the same model as its own separate run (same seeds)."""
     import torch
 
-    from akdray.audit import reference_config
+    from akdray.reference_recipe import reference_config
     from akdray.config import make_config
     from akdray.run import run
     from akdray.sweep.references import item_runs, reference_items
@@ -249,3 +249,20 @@ def test_rows_of_an_older_akdray_beside_newer_ones_keep_every_column(tmp_path):
     assert df.loc["d1", "ray_start_s"] == 12.5 and pd.isna(df.loc["a1", "ray_start_s"])
     documented = pd.read_parquet(tmp_path / "s" / "results", schema=RESULT_SCHEMA.append(pa.field("method", pa.string())))
     assert documented.set_index("trial_id").loc["d1", "ray_start_s"] == 12.5
+
+
+def test_the_sweep_driver_plans_trials_without_loading_torch():
+    """The driver process lives as long as the sweep; importing the training stack there cost it
+    about 580 MiB of anonymous memory (akdray.audit, reached through the reference stage)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, akdray.sweep.cli, akdray.sweep.stages, akdray.sweep.confirm, analysis.picks\n"
+            "from akdray.reference_recipe import reference_config\n"
+            "heavy = sorted(m for m in ('torch', 'torch_fidelity', 'sklearn', 'opacus') if m in sys.modules)\n"
+            "print(','.join(heavy))")
+    from pathlib import Path
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.stdout.strip() == ""

@@ -23,10 +23,17 @@ from akdray import storage
 from akdray.metrics.inception import FEATURE_EXTRACTOR_NAME, INPUT_SIZE, extractor, find_inception_weights, weights_sha1
 
 CACHE_FORMAT = "akdray-inception-features-v1"
-# Images per Inception pass. On CPU (channels_last) 8 is as fast per image as 32 and keeps the
-# 299 px activations small: a cpu-small run evaluating both blocks peaked at 1,286-1,303 MiB RSS with
-# 8 vs 1,733 with 32 (same features within 5e-6, same NKID within 3e-7 relative; 2026-11-30).
-DEFAULT_BATCH_SIZE = 8
+# Images per Inception pass when the caller gives none (``batch_size=None``). On CPU (channels_last)
+# 4 per pass is as fast per image as 8 or 32 and keeps the 299 px activations small: peak RSS of 100
+# images 950-957 MiB with 4, 1,046-1,055 with 8, 1,427-1,437 with 32; features bit-identical for
+# 2/4/8 and within 5e-6 of 32 (bench_inception_batch.py, 2026-11-30). An accelerator wants full batches.
+CPU_BATCH_SIZE = 4
+ACCELERATOR_BATCH_SIZE = 64
+
+
+def default_batch_size(device: str | torch.device) -> int:
+    """Images per Inception pass on ``device``: :data:`CPU_BATCH_SIZE` on CPU, else :data:`ACCELERATOR_BATCH_SIZE`."""
+    return CPU_BATCH_SIZE if torch.device(device).type == "cpu" else ACCELERATOR_BATCH_SIZE
 
 
 def to_uint8(images_in_minus1_1: Tensor) -> Tensor:
@@ -47,13 +54,15 @@ def check_images(images: Tensor, what: str = "images") -> None:
         raise ValueError(f"{what} is empty")
 
 
-def inception_features(images_uint8: Tensor, batch_size: int = DEFAULT_BATCH_SIZE,
+def inception_features(images_uint8: Tensor, batch_size: int | None = None,
                        device: str | torch.device = "cpu") -> Tensor:
-    """2048-d Inception pool features (float32 ``[N, 2048]``, on CPU) of uint8 ``[N, 3, H, W]`` images."""
+    """2048-d Inception pool features (float32 ``[N, 2048]``, on CPU) of uint8 ``[N, 3, H, W]`` images,
+    ``batch_size`` per pass (``None``: :func:`default_batch_size` of ``device``)."""
     check_images(images_uint8)
+    dev = torch.device(device)
+    batch_size = default_batch_size(dev) if batch_size is None else batch_size
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    dev = torch.device(device)
     fe = extractor(dev)
     out = []
     for start in range(0, images_uint8.shape[0], batch_size):
@@ -62,7 +71,7 @@ def inception_features(images_uint8: Tensor, batch_size: int = DEFAULT_BATCH_SIZ
     return torch.cat(out, 0)
 
 
-def features_of_batches(batches: Sequence[Tensor], batch_size: int = DEFAULT_BATCH_SIZE,
+def features_of_batches(batches: Sequence[Tensor], batch_size: int | None = None,
                         device: str | torch.device = "cpu") -> list[Tensor]:
     """Features of several image sets in one pass: sets of one image size are joined into full batches.
 
@@ -126,7 +135,7 @@ def images_digest(key: str, images: Tensor) -> str:
     return h.hexdigest()
 
 
-def cached_features_of_sets(sets: Sequence[tuple[str | None, Tensor]], batch_size: int = DEFAULT_BATCH_SIZE,
+def cached_features_of_sets(sets: Sequence[tuple[str | None, Tensor]], batch_size: int | None = None,
                             device: str | torch.device = "cpu") -> list[tuple[Tensor, str | None]]:
     """``(features, digest)`` of each ``(key, images)`` set; every uncached image goes through the network once.
 
@@ -150,7 +159,7 @@ def cached_features_of_sets(sets: Sequence[tuple[str | None, Tensor]], batch_siz
     return list(zip(features, digests))
 
 
-def cached_features(key: str, images_uint8: Tensor, batch_size: int = DEFAULT_BATCH_SIZE,
+def cached_features(key: str, images_uint8: Tensor, batch_size: int | None = None,
                     device: str | torch.device = "cpu") -> Tensor:
     """Inception features of ``images_uint8``, cached on disk under ``key`` (and the image bytes)."""
     return cached_features_of_sets([(key, images_uint8)], batch_size, device)[0][0]

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
 
-from akdray.metrics.features import (DEFAULT_BATCH_SIZE, black_feature, cache_file, cached_features_of_sets,
+from akdray.metrics.features import (black_feature, cache_file, cached_features_of_sets,
                                      check_images, load_entry, save_entry)
 
 if TYPE_CHECKING:
@@ -33,12 +33,13 @@ KID_BLAS_THREADS_ENV_VAR = "AKDRAY_KID_BLAS_THREADS"  # 0: leave numpy's BLAS th
 @dataclass(frozen=True)
 class KidOptions:
     """How KID is computed: subset size (``None``: 1000, clamped to the smaller set), subsets, seed,
-    and where the Inception features are computed (``batch_size`` images per pass on ``device``)."""
+    and where the Inception features are computed (``batch_size`` images per pass on ``device``;
+    ``None``: :func:`akdray.metrics.features.default_batch_size` of the device)."""
 
     subset_size: int | None = None
     subsets: int = 100
     seed: int = 0
-    batch_size: int = DEFAULT_BATCH_SIZE
+    batch_size: int | None = None
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -46,7 +47,7 @@ class KidOptions:
             raise ValueError(f"subsets must be >= 1, got {self.subsets}")
         if self.subset_size is not None and self.subset_size < 2:
             raise ValueError(f"KID subset size must be >= 2, got {self.subset_size}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         object.__setattr__(self, "device", str(torch.device(self.device)))
 

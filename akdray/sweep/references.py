@@ -5,7 +5,7 @@ Train trials of their own experiment and handed to every later trial as ``refere
 A reference model depends only on the data draw, not on the teacher or any defense, so the stage
 runs *first*: then the teachers, too, are audited with the calibrated attacks (cal, lira) - a
 reference stage after the teachers would leave the Regular model with the loss attack only.
-Trial configs are :func:`akdray.audit.reference_config` (seed ``10_000 * (k + 1) + s``, data draw
+Trial configs are :func:`akdray.reference_recipe.reference_config` (seed ``10_000 * (k + 1) + s``, data draw
 ``s``); rows have ``stage = "reference"`` and method ``reference`` (no KID, so no NKID). With
 ``--references-per-trial N`` a trial trains N of them in one Train worker (Ray's start-up is paid
 once per pack), each exactly as its own run would (tests/test_sweep.py compares the weights).
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from akdray.audit import reference_config
+from akdray.reference_recipe import reference_config
 from akdray.config import RunConfig
 from akdray.results import RESULTS, read_dataset
 
