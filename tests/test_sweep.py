@@ -266,3 +266,22 @@ def test_the_sweep_driver_plans_trials_without_loading_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           cwd=Path(__file__).resolve().parents[1])
     assert done.stdout.strip() == ""
+
+
+def test_orphaned_trial_folders_of_dead_workers_are_removed_live_ones_kept(tmp_path):
+    import subprocess
+    import sys
+
+    from akdray.sweep.trial import remove_orphaned_trial_folders, trial_folder_prefix
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    orphan = tmp_path / f"akdray-trial-{ended.pid}-k2j8"
+    (orphan / "run").mkdir(parents=True)
+    (orphan / "run" / "generator.pt").write_bytes(b"\0" * 1024)
+    live = tmp_path / f"{trial_folder_prefix()}q1w2"  # this process: alive
+    live.mkdir()
+    unnamed = tmp_path / "akdray-trial-x7"  # an older akdray's folder: no pid, no way to tell
+    unnamed.mkdir()
+    assert remove_orphaned_trial_folders(tmp_path) == [orphan]
+    assert not orphan.exists() and live.is_dir() and unnamed.is_dir()

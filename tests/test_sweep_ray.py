@@ -210,6 +210,7 @@ def test_killed_train_worker_is_restarted_by_train_and_the_row_written_once(smok
     assert killer.killed is not None and len(killer.seen) >= 2, killer.seen  # a second worker process ran
     assert len(df) == 1 and df["status"].iloc[0] == "ok", df[["status", "error"]]
     assert df["trial_failures"].iloc[0] == 0  # handled inside Train: Tune did not have to retry
+    assert not list(scratch.glob(f"akdray-trial-{killer.killed}-*"))  # the new worker removed the dead one's folder
     assert len(list((local / "results").rglob("*.parquet"))) == 1
 
 

@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -106,6 +107,38 @@ def run_pack(configs: list[RunConfig], out: Path, tmp: str) -> list[dict[str, An
     return rows
 
 
+TRIAL_FOLDER_PREFIX = "akdray-trial-"  # + the worker's pid + "-": a SIGKILLed worker's folder stays behind
+
+
+def trial_folder_prefix() -> str:
+    """Prefix of this worker's temporary run folder: it names the pid, so a later worker can tell an orphan."""
+    return f"{TRIAL_FOLDER_PREFIX}{os.getpid()}-"
+
+
+def remove_orphaned_trial_folders(scratch: str | Path | None = None) -> list[Path]:
+    """Delete the temporary run folders of workers that no longer run on this machine (a SIGKILL skips
+    ``TemporaryDirectory``'s clean-up); returns what was deleted. A folder whose pid lives is kept, even
+    if the pid was reused: better a leftover than a live run's files deleted."""
+    removed = []
+    for folder in Path(scratch or tempfile.gettempdir()).glob(f"{TRIAL_FOLDER_PREFIX}*-*"):
+        pid = folder.name[len(TRIAL_FOLDER_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def _quiet_report_log() -> None:
     """Ray Train logs every report with its metrics at INFO; with the full row (~150 fields) as the
     metrics that floods the sweep's terminal, so this worker's report log is raised to WARNING."""
@@ -126,7 +159,8 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     _quiet_report_log()
     import akdray.run  # noqa: F401 - torch and the models: imported here so worker_setup_s counts them
     configs = [from_dict(c) for c in (loop_config["cfg"], *loop_config.get("pack", []))]
-    with tempfile.TemporaryDirectory(prefix="akdray-trial-") as tmp:
+    remove_orphaned_trial_folders()
+    with tempfile.TemporaryDirectory(prefix=trial_folder_prefix()) as tmp:
         out = Path(tmp) / "run"
         started = time.time()
         first, *packed = run_pack(configs, out, tmp)
