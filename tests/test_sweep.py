@@ -2,6 +2,8 @@
 router and reference packing (the Ray end-to-end tests are in tests/test_sweep_ray.py)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import optuna
 import pandas as pd
 import pytest
@@ -27,6 +29,49 @@ def test_dry_run_prints_plan_and_writes_nothing(tmp_path, capsys):
     assert not any(tmp_path.iterdir())
 
 
+def test_train_mode_is_local_on_the_sweeps_own_cluster_and_a_worker_group_on_a_given_one(tmp_path, capsys):
+    parse = pareto.build_parser().parse_args
+    assert pareto.spec_from_args(parse(["--storage", str(tmp_path)])).train_workers == 0
+    assert pareto.spec_from_args(parse(["--storage", str(tmp_path), "--address", "auto"])).train_workers == 1
+    assert pareto.spec_from_args(parse(["--storage", str(tmp_path), "--train-workers", "1"])).train_workers == 1
+    assert pareto.main(["--dry-run", "--storage", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "the run in the trial process (Ray Train local mode)" in out and "retries: 1 by Tune (trial crash)" in out
+
+
+def test_a_trial_holds_the_run_resources_only_in_local_mode():
+    from akdray.sweep.spec import META_KEY
+    from akdray.sweep.trial import trial_resources
+
+    def bundle(**meta):
+        return trial_resources({META_KEY: {"cpus": 2.0, "gpus": 0.25, **meta}}).bundles
+
+    assert bundle(train_workers=0)[0] == {"CPU": 2.0, "GPU": 0.25}
+    assert bundle(train_workers=0, gpus=0.0)[0] == {"CPU": 2.0}
+    assert bundle(train_workers=1)[0] == {"memory": 256 * 1024**2}  # the Train worker group holds the CPUs/GPUs
+
+
+def test_a_local_mode_run_is_stored_before_its_report_and_found_by_a_retry(tmp_path):
+    import json
+
+    from akdray.sweep.trial import REPORT_FILE, persist_run, stored_report
+
+    out = tmp_path / "tmp-run"
+    (out / "pack1").mkdir(parents=True)
+    (out / "row.json").write_text('{"status": "ok"}')
+    (out / "checkpoint.pt").write_bytes(b"weights")
+    (out / "pack1" / "row.json").write_text("{}")
+    trial = f"file://{tmp_path}/runs/trial_1"
+    assert stored_report(trial) is None  # nothing stored yet: the trial trains
+    folder = persist_run(out, trial, {"status": "ok", "val_leak": 0.25, "pack_rows": [{"seed": 1}]})
+    local = Path(folder.removeprefix("file://"))
+    assert local.parent == tmp_path / "runs" / "trial_1" and local.name.startswith("checkpoint_")
+    assert (local / "checkpoint.pt").read_bytes() == b"weights" and (local / "pack1" / "row.json").is_file()
+    report = stored_report(trial)
+    assert report == {"status": "ok", "val_leak": 0.25, "pack_rows": [{"seed": 1}], "checkpoint": folder}
+    assert json.loads((tmp_path / "runs" / "trial_1" / REPORT_FILE).read_text()) == report
+
+
 def _exit_code(argv: list[str]) -> int:
     try:
         return pareto.main(argv)
@@ -38,6 +83,7 @@ def _exit_code(argv: list[str]) -> int:
     ["--set", "nope=1"], ["--set", "epochs=abc"], ["--defenses", "akd,foo"], ["--num-samples", "akd=x"],
     ["--seeds", "0"], ["--preset", "nope"], ["--set", "method=akd"], ["--cpus-per-trial", "0"],
     ["--references", "1"], ["--set", "reference_checkpoints=a,b"], ["--set", "data_seed=-5"],
+    ["--train-workers", "2"],
 ])
 def test_bad_flags_exit_2_and_write_nothing(tmp_path, argv):
     assert _exit_code([*argv, "--storage", str(tmp_path)]) == 2
@@ -261,8 +307,6 @@ def test_the_sweep_driver_plans_trials_without_loading_torch():
             "from akdray.reference_recipe import reference_config\n"
             "heavy = sorted(m for m in ('torch', 'torch_fidelity', 'sklearn', 'opacus') if m in sys.modules)\n"
             "print(','.join(heavy))")
-    from pathlib import Path
-
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           cwd=Path(__file__).resolve().parents[1])
     assert done.stdout.strip() == ""

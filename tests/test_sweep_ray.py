@@ -204,7 +204,7 @@ def test_killed_train_worker_is_restarted_by_train_and_the_row_written_once(smok
     killer.start()
     try:
         spec, df, local = _fault_search(smoke[1], "kill-worker", "dmp", {"distill_epochs": 80},
-                                        train_max_failures=2, max_failures=0)
+                                        train_max_failures=2, max_failures=0, train_workers=1)
     finally:
         killer.stop.set()
     assert killer.killed is not None and len(killer.seen) >= 2, killer.seen  # a second worker process ran
@@ -225,7 +225,8 @@ def test_trial_killed_after_its_checkpoint_upload_is_rereported_not_retrained(sm
     killer = Killer("ImplicitFunc", ready=stored)
     killer.start()
     try:
-        spec, df, local = _fault_search(smoke[1], "kill-driver", "gauss", train_max_failures=0, max_failures=1)
+        spec, df, local = _fault_search(smoke[1], "kill-driver", "gauss", train_max_failures=0, max_failures=1,
+                                        train_workers=1)
     finally:
         killer.stop.set()
     assert killer.killed is not None
@@ -236,6 +237,36 @@ def test_trial_killed_after_its_checkpoint_upload_is_rereported_not_retrained(sm
     assert len(checkpoints) == 1  # trained (and stored) once: a retrained run would store a second one
     first = json.loads((checkpoints[0] / "row.json").read_text())
     assert first["started_at"] == row["started_at"] and first["wall_s"] == pytest.approx(row["wall_s"])
+    assert len(list((local / "results").rglob("*.parquet"))) == 1
+
+
+@pytest.mark.slow
+def test_local_mode_trial_killed_mid_run_is_retried_by_tune_and_stored_once(smoke):
+    """Ray Train's local mode (the default on the sweep's own cluster): the run is inside the Tune trial's
+    process. SIGKILL of that process mid-training: Tune retries the trial, which trains and stores it once."""
+    scratch = Path(tempfile.gettempdir())
+    before = set(scratch.glob("akdray-trial-*"))
+
+    def running() -> bool:  # the trial made its temporary run folder: inside run()
+        return bool(set(scratch.glob("akdray-trial-*")) - before)
+
+    killer = Killer("ImplicitFunc", ready=running, delay_s=1.0)
+    killer.start()
+    try:
+        spec, df, local = _fault_search(smoke[1], "kill-local", "dmp", {"distill_epochs": 80}, max_failures=1,
+                                        train_workers=0)
+    finally:
+        killer.stop.set()
+    assert killer.killed is not None
+    assert len(df) == 1 and df["status"].iloc[0] == "ok", df[["status", "error"]]
+    row = df.iloc[0]
+    assert row["trial_failures"] == 1 and row["train_s"] > 0
+    trial = local / "runs" / row["trial_id"]
+    checkpoints = [p for p in trial.glob("checkpoint_*") if p.is_dir()]
+    assert len(checkpoints) == 1 and row["checkpoint"] == f"file://{checkpoints[0]}"  # the killed attempt stored nothing
+    assert json.loads((checkpoints[0] / "row.json").read_text())["started_at"] == row["started_at"]
+    assert json.loads((trial / "report.json").read_text())["checkpoint"] == row["checkpoint"]
+    assert not list(scratch.glob(f"akdray-trial-{killer.killed}-*"))  # the retry removed the dead one's folder
     assert len(list((local / "results").rglob("*.parquet"))) == 1
 
 

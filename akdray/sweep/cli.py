@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-failures", type=int, default=1,
                    help="Tune retries of a failed trial (Train retries a crashed worker twice)")
     p.add_argument("--address", default=None, help="an existing Ray cluster (e.g. auto); default: start local Ray")
+    p.add_argument("--train-workers", type=int, choices=(0, 1), default=None,
+                   help="1: a Ray Train worker group per run (Train restarts a crashed worker); 0: Ray Train's local "
+                        "mode, the run inside the Tune trial's process (no per-run Train controller, helper actors or "
+                        "worker: less start-up and memory). Default: 0 on the local cluster the sweep starts, 1 with --address")
     p.add_argument("--storage", default=DEFAULT_STORAGE,
                    help="local folder or s3://bucket/prefix (sweep dir = STORAGE/NAME)")
     p.add_argument("--name", default=None, help="sweep name (default pareto-PRESET, or smoke-PRESET with --smoke-test)")
@@ -110,7 +114,13 @@ def confirm_spec(args: argparse.Namespace) -> SweepSpec:
     refuse_moved_unfinished(stored, uri)
     return replace(stored, storage=storage, name=name, cpus_per_trial=args.cpus_per_trial,
                    gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
-                   verbose=0 if args.quiet else 1)
+                   train_workers=train_workers(args), verbose=0 if args.quiet else 1)
+
+
+def train_workers(args: argparse.Namespace) -> int:
+    """--train-workers, or by where the sweep runs: Ray Train's local mode (0) on a local cluster this
+    process starts, a worker group per run (1) on a cluster given by --address."""
+    return args.train_workers if args.train_workers is not None else int(args.address is not None)
 
 
 def confirm_seed_list(args: argparse.Namespace) -> list[int]:
@@ -188,6 +198,7 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
         defenses=defenses, num_samples=_num_samples(args.num_samples, defenses, args.smoke_test),
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, max_failures=args.max_failures,
+        train_workers=train_workers(args),
         verbose=0 if args.quiet else 1, refine_trials=args.refine_trials if args.refine_picks else 0,
         refine_rounds=args.refine_rounds,
         references=DEFAULT_REFERENCES if args.references is None else args.references,

@@ -100,6 +100,11 @@ class SweepSpec:
     max_concurrent: int | None = None  # None: as many trials as the cluster's CPUs (or GPUs) hold
     max_failures: int = 1  # Tune retries of a trial whose driver failed
     train_max_failures: int = 2  # Train retries of a crashed worker
+    # Ray Train workers per run: 1 = a worker group per run (Train restarts a crashed worker); 0 = Ray
+    # Train's local mode, the run inside the Tune trial's own process (no Train controller, helper actors
+    # or worker process per run; Tune retries a crashed trial). The CLI picks 0 for a local cluster it
+    # starts itself, 1 with --address.
+    train_workers: int = 1
     search_seed: int = 0
     references: int = DEFAULT_REFERENCES  # reference models per (data set, seed): cal and lira attacks
     references_per_trial: int = 1  # reference models trained one after another by one Train worker
@@ -197,6 +202,8 @@ def validate(spec: SweepSpec) -> list[Study]:
         raise ConfigError("--cpus-per-trial must be positive and --gpus-per-trial non-negative")
     if spec.max_concurrent is not None and spec.max_concurrent < 1:
         raise ConfigError("--max-concurrent must be at least 1")
+    if spec.train_workers not in (0, 1):
+        raise ConfigError(f"--train-workers must be 0 (Ray Train's local mode) or 1, got {spec.train_workers}")
     if spec.max_failures < 0 or spec.train_max_failures < 0:  # Ray reads -1 as "retry forever"
         raise ConfigError(f"--max-failures must be >= 0, got {min(spec.max_failures, spec.train_max_failures)}")
     if {"method", "teacher_checkpoint", "reference_checkpoints", "eval_split"} & set(spec.overrides):
@@ -286,9 +293,11 @@ def describe(spec: SweepSpec, plan: list[Study]) -> str:
     lines = [
         f"sweep {spec.name!r} -> {spec.sweep_uri}",
         f"  preset {spec.preset}; overrides {spec.overrides or '{}'}",
-        f"  per trial: 1 Ray Train worker with {spec.cpus_per_trial:g} CPU, GPU {gpus}; "
+        f"  per trial: {'the run in the trial process (Ray Train local mode)' if spec.train_workers == 0 else '1 Ray Train worker'} "
+        f"with {spec.cpus_per_trial:g} CPU, GPU {gpus}; "
         f"max concurrent trials: {spec.max_concurrent or 'auto (cluster CPUs or GPUs / per-trial)'}",
-        f"  retries: {spec.train_max_failures} by Ray Train (worker crash), {spec.max_failures} by Tune (trial crash)",
+        (f"  retries: {spec.max_failures} by Tune (trial crash)" if spec.train_workers == 0 else
+         f"  retries: {spec.train_max_failures} by Ray Train (worker crash), {spec.max_failures} by Tune (trial crash)"),
         f"stage 0 'reference': {spec.references} reference model(s) per seed (teacher recipe, no KID), "
         f"{-(-spec.references // spec.references_per_trial) * spec.seeds} trial(s) "
         f"({spec.references_per_trial} per trial); every later trial runs the loss, cal and lira attacks",

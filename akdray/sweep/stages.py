@@ -34,7 +34,7 @@ from akdray.sweep.sink import SINK_FAILURES, ParquetSink
 from akdray.sweep.spec import (
     GROUPNORM_PICK, RUNS_DIR, STAGES_DIR, Study, SweepSpec, base_config, grid_space, validate,
 )
-from akdray.sweep.trial import DRIVER_RESOURCES, SUMMARY_KEYS, trial_driver
+from akdray.sweep.trial import SUMMARY_KEYS, trial_driver, trial_resources
 
 
 class SweepInterrupted(RuntimeError):
@@ -51,7 +51,7 @@ def trial_meta(spec: SweepSpec, stage: str, study: str) -> dict[str, Any]:
         "sweep_id": spec.sweep_id, "stage": stage, "study": study, "runs_uri": join(spec.sweep_uri, RUNS_DIR),
         "scheme": spec.sweep_uri.split("://")[0] if "://" in spec.sweep_uri else "",
         "cpus": spec.cpus_per_trial, "gpus": spec.gpus_per_trial or 0.0,
-        "train_max_failures": spec.train_max_failures,
+        "train_max_failures": spec.train_max_failures, "train_workers": spec.train_workers,
     }
 
 
@@ -67,7 +67,7 @@ def run_experiment(spec: SweepSpec, experiment: str, param_space: dict, num_samp
     if exists(marker):
         print(f"akdray sweep: {experiment} already complete, skipped")
         return
-    trainable = tune.with_resources(trial_driver, DRIVER_RESOURCES)
+    trainable = tune.with_resources(trial_driver, trial_resources)
     trainable._progress_metrics = SUMMARY_KEYS
     path = join(spec.sweep_uri, experiment)
     if resume and tune.Tuner.can_restore(path):
@@ -214,7 +214,7 @@ def init_sweep(spec: SweepSpec, resume: bool) -> SweepSpec:
                 write_bytes(path, replace(stored, storage=spec.storage, name=spec.name).to_json().encode())
             return replace(stored, storage=spec.storage, name=spec.name, cpus_per_trial=spec.cpus_per_trial,
                            gpus_per_trial=spec.gpus_per_trial, max_concurrent=spec.max_concurrent,
-                           verbose=spec.verbose, **refine)
+                           train_workers=spec.train_workers, verbose=spec.verbose, **refine)
         validate(spec)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
         spec = replace(spec, sweep_id=spec.sweep_id or f"{spec.name}-{stamp}-{uuid.uuid4().hex[:6]}")

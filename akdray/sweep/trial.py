@@ -6,6 +6,10 @@ Layers (Ray Train V2 inside a Tune function trainable)::
                  └─> DataParallelTrainer(train_worker)  1 worker holding the trial's CPUs / (fractional) GPUs
                         └─> akdray.run.run(cfg, out_dir, teacher_dir=..., reference_dirs=...)
 
+    local mode:  trial_driver(config)                Tune trial holding the run's CPUs / GPUs
+                   └─> DataParallelTrainer(run_trial, ScalingConfig(num_workers=0))  in this process
+                          └─> akdray.run.run(...)
+
 The worker reports the run's **full row** with the run folder as its Ray Train ``Checkpoint``; Train
 uploads the folder to ``SWEEP_DIR/runs/<trial_id>/checkpoint_*`` and keeps the row with it. The
 driver forwards that row (``Result.metrics``: the metrics of the latest checkpoint) plus the folder's
@@ -16,6 +20,14 @@ Fault tolerance: a worker crash is retried by Train (``train_max_failures``), a 
 (``max_failures``); a retried trial reuses its Train run folder, so a trial whose checkpoint exists
 is *not* trained again. Bad input (ConfigError, DataError) can never succeed: it becomes a failed
 row at once, without retries.
+
+**Local mode** (``train_workers = 0``, the default of a sweep on the local cluster it starts): the
+worker's body (``run_trial``) runs under Ray Train's local mode (``ScalingConfig(num_workers=0)``),
+i.e. in the Tune trial's own process, which then holds the run's CPUs/GPUs. No Train controller,
+helper actors or worker process start per run. Train does not persist anything in local mode, so
+``run_trial`` copies its folder to ``runs/<trial_id>/checkpoint_<time>`` itself and then writes
+``runs/<trial_id>/report.json`` (the report, the folder's URI); a retried trial that finds that file
+reports it instead of training again. A crash is retried by Tune alone.
 """
 from __future__ import annotations
 
@@ -26,16 +38,21 @@ import os
 import shutil
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
 from ray import tune
+from ray.tune import PlacementGroupFactory
+from ray.tune.execution.placement_groups import resource_dict_to_pg_factory
 
 from akdray.config import ConfigError, RunConfig, from_dict, resolve_n_val
 from akdray.schema import METRIC_KEYS, ROW_FILE
-from akdray.sweep.spec import OBJECTIVES, TEST_OBJECTIVES, split_trial_config
+from akdray.storage import exists, join, read_bytes, resolve, write_bytes
+from akdray.sweep.spec import META_KEY, OBJECTIVES, TEST_OBJECTIVES, split_trial_config
 
 DRIVER_RESOURCES = {"cpu": 0, "memory": 256 * 1024**2}  # the Tune trial only waits on its Train run
+REPORT_FILE = "report.json"  # runs/<trial_id>/report.json: a local-mode trial's report, written after its folder
 # What Tune's progress table shows (the first keys of a result): the objectives, then the run.
 PACK_ROWS = "pack_rows"  # a packed trial's result: the rows of its runs after the first
 WORKER_TIMES = "worker_times"  # the Train worker's epoch seconds (entered, runs started, runs finished) + its driver's token
@@ -75,6 +92,39 @@ def fetch_inputs(cfg: RunConfig, tmp: str) -> tuple[str | None, list[str] | None
     if "://" in cfg.reference_checkpoints:
         references = [fetch(uri, f"reference{i}") for i, uri in enumerate(cfg.reference_list)]
     return teacher, references
+
+
+def local_mode(meta: Mapping[str, Any]) -> bool:
+    """Ray Train's local mode: the run in the Tune trial's own process (``train_workers = 0``)."""
+    return int(meta.get("train_workers", 1)) == 0
+
+
+def trial_resources(config: Mapping[str, Any]) -> PlacementGroupFactory:
+    """What a Tune trial holds: nothing but a little memory while a Train worker group holds the run's
+    CPUs/GPUs; in local mode the trial's process runs it, so the trial holds them."""
+    meta = config.get(META_KEY) or {}
+    if not local_mode(meta):
+        return resource_dict_to_pg_factory(DRIVER_RESOURCES)
+    return resource_dict_to_pg_factory({"cpu": float(meta["cpus"]), "gpu": float(meta.get("gpus") or 0)})
+
+
+def persist_run(out: Path, trial_uri: str, report: Mapping[str, Any]) -> str:
+    """Local mode: copy the run folder to ``trial_uri/checkpoint_<time>``, then write ``report.json``
+    naming it (last, so its presence means the folder is complete); returns the folder's URI."""
+    import pyarrow.fs as pafs
+
+    folder = join(trial_uri, datetime.now(timezone.utc).strftime("checkpoint_%Y-%m-%d_%H-%M-%S.%f"))
+    fs, path = resolve(folder)
+    fs.create_dir(path)
+    pafs.copy_files(str(out), path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+    write_bytes(join(trial_uri, REPORT_FILE), json.dumps({**report, "checkpoint": folder}).encode())
+    return folder
+
+
+def stored_report(trial_uri: str) -> dict[str, Any] | None:
+    """The report of a local-mode trial that already finished and stored its run, else None."""
+    uri = join(trial_uri, REPORT_FILE)
+    return json.loads(read_bytes(uri)) if exists(uri) else None
 
 
 def pack_name(index: int) -> str:
@@ -150,12 +200,20 @@ def _quiet_report_log() -> None:
 
 
 def train_worker(loop_config: dict[str, Any]) -> None:
-    """Ray Train worker: the trial's run(s) into a temporary folder, reported with the rows as its checkpoint."""
+    """Ray Train worker: the trial's run(s), reported with their folder as the checkpoint (Train uploads it)."""
     import ray.train
 
-    entered = time.time()
     if ray.train.get_checkpoint() is not None:
         return  # this trial already finished and uploaded its folder; Train kept its row(s)
+    run_trial(loop_config)
+
+
+def run_trial(loop_config: dict[str, Any]) -> dict[str, Any]:
+    """The trial's run(s) into a temporary folder; returns the report (the first row, worker times, packed
+    rows). Under a Train worker group it is reported to Train with the folder as its checkpoint; in local
+    mode (``persist_to``: Ray forbids ``ray.train.report`` inside a Tune trial) it is stored by
+    :func:`persist_run` and returned, which Train's local mode hands back as ``Result.return_value``."""
+    entered = time.time()
     _quiet_report_log()
     import akdray.run  # noqa: F401 - torch and the models: imported here so worker_setup_s counts them
     configs = [from_dict(c) for c in (loop_config["cfg"], *loop_config.get("pack", []))]
@@ -166,7 +224,12 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         first, *packed = run_pack(configs, out, tmp)
         times = [entered, started, time.time(), loop_config.get("driver_started")]
         report = {**first, WORKER_TIMES: times, **({PACK_ROWS: packed} if packed else {})}
+        if loop_config.get("persist_to"):
+            return {**report, "checkpoint": persist_run(out, loop_config["persist_to"], report)}
+        import ray.train
+
         ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(str(out)))
+        return report
 
 
 def ray_times(driver_started: float, worker: list[float] | None, driver_finished: float) -> dict[str, float | None]:
@@ -213,6 +276,9 @@ def trial_driver(config: dict[str, Any]) -> None:
         tune.report(failed_row(config, f"bad input: {exc}"))
         return
     trial_id = tune.get_context().get_trial_id()
+    if local_mode(meta):
+        _run_locally(started, cfg, meta, pack, trial_id)
+        return
     gpus, cpus = float(meta["gpus"]), float(meta["cpus"])
     resources = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
     trainer = DataParallelTrainer(
@@ -228,6 +294,26 @@ def trial_driver(config: dict[str, Any]) -> None:
     row = {**dict(result.metrics), **ray_times(started, result.metrics.get(WORKER_TIMES), time.time())}
     # Summary keys first: Tune's progress table shows the first numeric metrics of a result.
     tune.report({**{k: row.get(k) for k in SUMMARY_KEYS}, **row, "checkpoint": _storage_uri(result.checkpoint.path, meta)})
+
+
+def _run_locally(started: float, cfg: RunConfig, meta: Mapping[str, Any], pack: list, trial_id: str) -> None:
+    """``trial_driver`` in Ray Train's local mode: ``train_worker`` in this process (see the module doc)."""
+    from ray.train import RunConfig as RayRunConfig, ScalingConfig
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+
+    trial_uri = join(meta["runs_uri"], trial_id)
+    report = stored_report(trial_uri)  # a retry of a trial that stored its run: report it, do not retrain
+    if report is None:
+        trainer = DataParallelTrainer(
+            run_trial,
+            train_loop_config={"cfg": cfg.to_dict(), "pack": pack, "trial_id": trial_id, "driver_started": started,
+                               "persist_to": trial_uri},
+            scaling_config=ScalingConfig(num_workers=0), run_config=RayRunConfig(name=trial_id))
+        report = dict(trainer.fit().return_value or {})
+    if not report.get("checkpoint"):
+        raise RuntimeError(f"local Ray Train run {trial_id} finished without storing its run folder")
+    row = {**report, **ray_times(started, report.get(WORKER_TIMES), time.time())}
+    tune.report({**{k: row.get(k) for k in SUMMARY_KEYS}, **row})
 
 
 trial_driver._progress_metrics = SUMMARY_KEYS  # what Tune prints when a trial finishes
