@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     kid.add_argument("--subsets", type=int, default=100)
     kid.add_argument("--seed", type=int, default=0)
     kid.add_argument("--batch-size", type=int, default=None,
-                     help="images per Inception pass (default: 4 on CPU, as fast as 32 with far less memory; 64 on a GPU)")
+                     help="images per Inception pass (default: 4 on CPU, as fast as 32 with far less memory; 32 on a GPU)")
     kid.add_argument("--device", default="cpu")
     sub.add_parser("fields", help="list RunConfig fields, types and defaults")
     return parser

@@ -79,8 +79,9 @@ MEANINGS = {
     "pick": "confirmation label such as akd or dpsgd@utility; null otherwise",
     "trial_failures": "Tune retries of the trial", "trial_time_s": "Tune's wall time, Ray overhead included",
     "recorded_at": "when the row was written",
-    "ray_start_s": "trial driver start -> Train worker running (controller, helper actors, worker process)",
-    "worker_setup_s": "Train worker running -> its runs start (torch and akdray imports)",
+    "ray_start_s": "trial driver start -> Train worker running (controller, helper actors, worker process; "
+                   "~0 in local mode, --train-workers 0)",
+    "worker_setup_s": "Train worker running -> its runs start (torch and akdray imports; ~0 in a reused local-mode trial process)",
     "ray_end_s": "last run finished -> driver holds the result (report, checkpoint upload, shutdown)",
     # scores/ and samples/
     "attack": "loss / cal / lira / proxy_mia; val_loss / val_cal / val_lira for the validation block",

@@ -8,15 +8,17 @@ itself takes seconds and Ray's share shows; 8 search trials on 2 slots); without
 sweep. Once per source tree and repeat, alternating trees so both see the same machine, each in a
 fresh local Ray cluster started by the sweep itself. From the sweep's own
 Parquet rows: the search stage's slot utilisation (sum of trial times / (stage span x 2 slots)) and
-Ray overhead per trial = ``trial_time_s - wall_s`` (the trial driver, the Train
-controller and its helper actors, the worker group start, checkpoint upload and result plumbing).
+Ray overhead per trial = ``trial_time_s - wall_s`` (with a Train worker group: the Train controller,
+its helper actors, the worker process and its imports, checkpoint upload and result plumbing; in
+Ray Train's local mode: the imports of a new trial process, storing the run, result plumbing).
 The rows' ``ray_start_s``, ``worker_setup_s`` and ``ray_end_s`` say where that overhead went (medians printed).
 Also from the rows: the evaluation share of run time (``eval_s / wall_s`` summed). While it runs,
 every ``ray::<kind>`` process is sampled (``ps``, 0.5 s) for its resident memory, and the machine's
 used memory (``free``) against its value before the sweep: the tables show the peak RSS per process
 kind, the peak summed RSS of all Ray processes, the peak used memory above idle, and where that
-peak went: each process's anonymous and shared memory (``RssAnon + RssShmem``, which ``free`` counts
-as used; library pages, in RSS, it does not), summed by kind, at the moment used memory peaked.
+peak went: each process's proportional anonymous and shared memory (``Pss_Anon + Pss_Shmem``, which
+``free`` counts as used; library pages, in RSS, it does not), summed by kind, at the moment used
+memory peaked.
 The current checkout is always measured as ``after``. Wall times are of this machine, with whatever
 else runs on it; compare trees only within one invocation.
 """
@@ -50,24 +52,28 @@ def ray_processes() -> dict[str, list[int]]:
 
 
 def anonymous_memory() -> dict[str, int]:
-    """RssAnon + RssShmem in KiB (what ``free`` counts as used; shared library pages are not) of every
-    process of the sweep, summed by kind: ``ray::<kind>`` workers, Ray's own daemons and the driver."""
+    """Proportional anonymous + shared memory in KiB (``Pss_Anon + Pss_Shmem`` of ``smaps_rollup``: what
+    ``free`` counts as used, each shared page split between the processes mapping it; library pages are
+    not counted) of every process of the sweep, summed by kind: ``ray::<kind>`` workers, Ray's daemons,
+    the driver."""
     kinds: dict[str, int] = defaultdict(int)
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             args = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-            status = dict(line.split(":", 1) for line in (proc / "status").read_text().splitlines() if ":" in line)
+            kind = _kind(args)
+            if kind is None:
+                continue
+            rollup = dict(line.split(":", 1) for line in (proc / "smaps_rollup").read_text().splitlines()[1:])
         except OSError:  # the process ended while being read
             continue
-        kind = _kind(args)
-        if kind and "RssAnon" in status:
-            kinds[kind] += sum(int(status[k].split()[0]) for k in ("RssAnon", "RssShmem") if k in status)
+        kinds[kind] += sum(int(rollup[k].split()[0]) for k in ("Pss_Anon", "Pss_Shmem") if k in rollup)
     return kinds
 
 
 def _kind(args: str) -> str | None:
+    """The process kind of a command line: a Ray worker's ``ray::<kind>``, a Ray daemon, the sweep's driver."""
     if args.startswith("ray::"):
         return args.split()[0][5:].split(".")[0]
     if "sweeps/pareto.py" in args:
@@ -185,7 +191,7 @@ def main() -> int:
             values = [r["peak_kind_mib"][kind] for r in runs if kind in r["peak_kind_mib"]]
             cells.append(f"{statistics.median(values):.0f}" if values else "-")
         print(f"| {kind} | " + " | ".join(cells) + " |")
-    print("\nat the used-memory peak: anonymous + shared memory (RssAnon + RssShmem) by process kind [MiB], "
+    print("\nat the used-memory peak: anonymous + shared memory (Pss_Anon + Pss_Shmem) by process kind [MiB], "
           "the first repeat\n")
     kinds = sorted({k for runs in results.values() for k in runs[0]["anon_at_peak_mib"]})
     print("| process | " + " | ".join(results) + " |\n|---|" + "---|" * len(results))

@@ -209,6 +209,23 @@ def test_write_on_a_full_disk_raises_and_leaves_no_temp_file(full_dir):
     assert sorted(p.name for p in full_dir.rglob("*") if p.is_file()) == ["filler"]
 
 
+def test_a_local_mode_run_that_cannot_be_stored_leaves_no_report_and_its_retry_trains_afresh(full_dir, tmp_path):
+    """The report is written only after the whole folder: a copy that fails (disk full) leaves none, so a
+    retry does not trust the half-copied folder; it deletes it and trains."""
+    from akdray.sweep.local_store import persist_run, remove_incomplete_runs, stored_report
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "row.json").write_text("{}")
+    (out / "checkpoint.pt").write_bytes(b"\1" * 300_000)  # more than the full disk takes
+    trial = str(full_dir / "runs" / "trial_1")
+    with pytest.raises(OSError):
+        persist_run(out, trial, {"status": "ok"})
+    assert stored_report(trial) is None
+    assert [Path(p).name.startswith("checkpoint_") for p in remove_incomplete_runs(trial)] == [True]
+    assert sorted(p.name for p in full_dir.rglob("*") if p.is_file()) == ["filler"]
+
+
 def test_sink_records_a_storage_failure_instead_of_swallowing_it(full_dir):
     trial = SimpleNamespace(config={"method": "gauss", "seed": 0}, trial_id="t1", num_failures=0,
                             last_result={"status": "ok", "mia_auc": 0.5, "nkid": 0.2, "time_total_s": 1.0})

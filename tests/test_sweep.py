@@ -2,6 +2,7 @@
 router and reference packing (the Ray end-to-end tests are in tests/test_sweep_ray.py)."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -33,7 +34,11 @@ def test_train_mode_is_local_on_the_sweeps_own_cluster_and_a_worker_group_on_a_g
     parse = pareto.build_parser().parse_args
     assert pareto.spec_from_args(parse(["--storage", str(tmp_path)])).train_workers == 0
     assert pareto.spec_from_args(parse(["--storage", str(tmp_path), "--address", "auto"])).train_workers == 1
+    assert pareto.spec_from_args(parse(["--storage", str(tmp_path), "--address", "local"])).train_workers == 0
     assert pareto.spec_from_args(parse(["--storage", str(tmp_path), "--train-workers", "1"])).train_workers == 1
+    spec = pareto.spec_from_args(parse(["--storage", str(tmp_path)]))
+    with pytest.raises(ConfigError, match="--train-workers must be 0"):
+        validate(replace(spec, train_workers=2))  # e.g. a hand-edited sweep.json
     assert pareto.main(["--dry-run", "--storage", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "the run in the trial process (Ray Train local mode)" in out and "retries: 1 by Tune (trial crash)" in out
@@ -54,7 +59,7 @@ def test_a_trial_holds_the_run_resources_only_in_local_mode():
 def test_a_local_mode_run_is_stored_before_its_report_and_found_by_a_retry(tmp_path):
     import json
 
-    from akdray.sweep.trial import REPORT_FILE, persist_run, stored_report
+    from akdray.sweep.local_store import REPORT_FILE, persist_run, remove_incomplete_runs, stored_report
 
     out = tmp_path / "tmp-run"
     (out / "pack1").mkdir(parents=True)
@@ -72,6 +77,19 @@ def test_a_local_mode_run_is_stored_before_its_report_and_found_by_a_retry(tmp_p
     assert json.loads((tmp_path / "runs" / "trial_1" / REPORT_FILE).read_text()) == report
 
 
+def test_a_retry_without_a_report_deletes_the_folders_of_the_attempt_that_died(tmp_path):
+    from akdray.sweep.local_store import remove_incomplete_runs
+
+    trial = tmp_path / "runs" / "trial_2"
+    (trial / "checkpoint_2026-11-30_03-00-00.000001").mkdir(parents=True)  # copied halfway, then killed
+    (trial / "checkpoint_2026-11-30_03-00-00.000001" / "row.json").write_text("{}")
+    (trial / "notes").mkdir()
+    removed = remove_incomplete_runs(f"file://{trial}")
+    assert [Path(r).name for r in removed] == ["checkpoint_2026-11-30_03-00-00.000001"]
+    assert sorted(p.name for p in trial.iterdir()) == ["notes"]
+    assert remove_incomplete_runs(str(tmp_path / "runs" / "never-ran")) == []
+
+
 def _exit_code(argv: list[str]) -> int:
     try:
         return pareto.main(argv)
@@ -83,7 +101,6 @@ def _exit_code(argv: list[str]) -> int:
     ["--set", "nope=1"], ["--set", "epochs=abc"], ["--defenses", "akd,foo"], ["--num-samples", "akd=x"],
     ["--seeds", "0"], ["--preset", "nope"], ["--set", "method=akd"], ["--cpus-per-trial", "0"],
     ["--references", "1"], ["--set", "reference_checkpoints=a,b"], ["--set", "data_seed=-5"],
-    ["--train-workers", "2"],
 ])
 def test_bad_flags_exit_2_and_write_nothing(tmp_path, argv):
     assert _exit_code([*argv, "--storage", str(tmp_path)]) == 2
@@ -316,7 +333,7 @@ def test_orphaned_trial_folders_of_dead_workers_are_removed_live_ones_kept(tmp_p
     import subprocess
     import sys
 
-    from akdray.sweep.trial import remove_orphaned_trial_folders, trial_folder_prefix
+    from akdray.sweep.scratch import remove_orphaned_trial_folders, trial_folder_prefix
 
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()

@@ -84,7 +84,10 @@ def test_smoke_sweep_writes_parquet_for_every_stage_and_defense(smoke):
     assert teachers[["leak", "loss_auc", "cal_auc", "lira_auc", "nkid"]].notna().all().all()  # both blocks
     assert (deployed["n_references"] == 2).all() and (teachers["leak_source"] == "loss,cal,lira").all()
     timing = df[["ray_start_s", "worker_setup_s", "ray_end_s"]]  # where Ray's share of each trial went
-    assert (timing > 0).all().all() and (timing.sum(axis=1) < df["trial_time_s"] - df["wall_s"] + 1.0).all()
+    assert (timing >= 0).all().all() and (timing.sum(axis=1) < df["trial_time_s"] - df["wall_s"] + 1.0).all()
+    assert _spec(sweep).train_workers == 0  # the sweep's own local cluster: Ray Train's local mode
+    trials = set(df["trial_id"].str.replace(r"-pack\d+$", "", regex=True))
+    assert all((sweep / "runs" / t / "report.json").is_file() for t in trials)  # stored by the trial itself
     for dataset in ("scores", "samples"):
         other = pd.read_parquet(sweep / dataset)
         assert set(other["trial_id"]) == set(df["trial_id"])
@@ -267,6 +270,29 @@ def test_local_mode_trial_killed_mid_run_is_retried_by_tune_and_stored_once(smok
     assert json.loads((checkpoints[0] / "row.json").read_text())["started_at"] == row["started_at"]
     assert json.loads((trial / "report.json").read_text())["checkpoint"] == row["checkpoint"]
     assert not list(scratch.glob(f"akdray-trial-{killer.killed}-*"))  # the retry removed the dead one's folder
+    assert len(list((local / "results").rglob("*.parquet"))) == 1
+
+
+@pytest.mark.slow
+def test_local_mode_trial_killed_after_storing_its_run_is_rereported_not_retrained(smoke):
+    """SIGKILL of the local-mode trial process as soon as its report.json exists: the retry finds the
+    stored run and reports it (same row, one checkpoint folder, no second training)."""
+    runs = smoke[1].parent / "kill-local-stored" / "runs"
+    killer = Killer("ImplicitFunc", ready=lambda: any(runs.glob("*/report.json")), delay_s=0.0)
+    killer.start()
+    try:
+        spec, df, local = _fault_search(smoke[1], "kill-local-stored", "gauss", max_failures=1, train_workers=0)
+    finally:
+        killer.stop.set()
+    assert killer.killed is not None
+    assert len(df) == 1 and df["status"].iloc[0] == "ok", df[["status", "error"]]
+    row = df.iloc[0]
+    assert row["trial_failures"] == 1
+    checkpoints = [p for p in (local / "runs" / row["trial_id"]).glob("checkpoint_*") if p.is_dir()]
+    assert len(checkpoints) == 1 and row["checkpoint"] == f"file://{checkpoints[0]}"
+    first = json.loads((checkpoints[0] / "row.json").read_text())
+    assert first["started_at"] == row["started_at"] and first["wall_s"] == pytest.approx(row["wall_s"])
+    assert pd.isna(row["ray_start_s"])  # re-reported: the times are of the attempt that trained
     assert len(list((local / "results").rglob("*.parquet"))) == 1
 
 

@@ -28,7 +28,7 @@ CACHE_FORMAT = "akdray-inception-features-v1"
 # images 950-957 MiB with 4, 1,046-1,055 with 8, 1,427-1,437 with 32; features bit-identical for
 # 2/4/8 and within 5e-6 of 32 (bench_inception_batch.py, 2026-11-30). An accelerator wants full batches.
 CPU_BATCH_SIZE = 4
-ACCELERATOR_BATCH_SIZE = 64
+ACCELERATOR_BATCH_SIZE = 32  # 299 px activations of 32 images: ~1 GB, fits a fractional GPU
 
 
 def default_batch_size(device: str | torch.device) -> int:

@@ -9,4 +9,6 @@
     search.py      Optuna: one study per (defense, seed), all routed through one Tune searcher (driver)
     sink.py        the Tune callback writing Parquet rows (driver; schema in :mod:`akdray.results`)
     trial.py       the Tune trial driver and the Ray Train worker (trial actors; the only ray.train user)
+    local_store.py storing a run in Ray Train's local mode (``--train-workers 0``): folder, then report.json
+    scratch.py     the temporary run folder, and those a killed trial process left behind
 """

@@ -65,12 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-trial", type=float, default=None,
                    help="GPUs per trial, fractions share a GPU (e.g. 0.25); default 1 if the cluster has GPUs, else 0")
     p.add_argument("--max-failures", type=int, default=1,
-                   help="Tune retries of a failed trial (Train retries a crashed worker twice)")
+                   help="Tune retries of a failed trial (with --train-workers 1, Train also retries a crashed worker twice)")
     p.add_argument("--address", default=None, help="an existing Ray cluster (e.g. auto); default: start local Ray")
     p.add_argument("--train-workers", type=int, choices=(0, 1), default=None,
                    help="1: a Ray Train worker group per run (Train restarts a crashed worker); 0: Ray Train's local "
                         "mode, the run inside the Tune trial's process (no per-run Train controller, helper actors or "
-                        "worker: less start-up and memory). Default: 0 on the local cluster the sweep starts, 1 with --address")
+                        "worker: less start-up and memory). Default: 0 on the local cluster the sweep starts (also "
+                        "--address local), 1 on a given cluster")
     p.add_argument("--storage", default=DEFAULT_STORAGE,
                    help="local folder or s3://bucket/prefix (sweep dir = STORAGE/NAME)")
     p.add_argument("--name", default=None, help="sweep name (default pareto-PRESET, or smoke-PRESET with --smoke-test)")
@@ -120,7 +121,7 @@ def confirm_spec(args: argparse.Namespace) -> SweepSpec:
 def train_workers(args: argparse.Namespace) -> int:
     """--train-workers, or by where the sweep runs: Ray Train's local mode (0) on a local cluster this
     process starts, a worker group per run (1) on a cluster given by --address."""
-    return args.train_workers if args.train_workers is not None else int(args.address is not None)
+    return args.train_workers if args.train_workers is not None else int(args.address not in (None, "local"))
 
 
 def confirm_seed_list(args: argparse.Namespace) -> list[int]:

@@ -77,7 +77,9 @@ def run_experiment(spec: SweepSpec, experiment: str, param_space: dict, num_samp
         tuner = tune.Tuner(
             trainable, param_space=param_space,
             tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=num_samples,
-                                        max_concurrent_trials=spec.max_concurrent, trial_dirname_creator=trial_dirname),
+                                        max_concurrent_trials=spec.max_concurrent, trial_dirname_creator=trial_dirname,
+                                        # local mode: a trial's process (torch, Inception loaded) runs the next trial
+                                        reuse_actors=spec.train_workers == 0),
             run_config=tune.RunConfig(
                 name=experiment, storage_path=spec.sweep_uri, verbose=spec.verbose,
                 callbacks=[ParquetSink(spec.sweep_uri, experiment)],

@@ -2,11 +2,12 @@
 
 Layers (Ray Train V2 inside a Tune function trainable)::
 
-    Tuner ──> trial_driver(config)                   Tune trial: 0 CPU, 256 MiB; no torch import
+    Tuner ──> trial_driver(config)                   Tune trial: 0 CPU, 256 MiB; no torch import (--train-workers 1)
                  └─> DataParallelTrainer(train_worker)  1 worker holding the trial's CPUs / (fractional) GPUs
                         └─> akdray.run.run(cfg, out_dir, teacher_dir=..., reference_dirs=...)
 
-    local mode:  trial_driver(config)                Tune trial holding the run's CPUs / GPUs
+    local mode:  trial_driver(config)                Tune trial holding the run's CPUs / GPUs, reused by the
+                                                     next trial of its experiment (torch stays imported)
                    └─> DataParallelTrainer(run_trial, ScalingConfig(num_workers=0))  in this process
                           └─> akdray.run.run(...)
 
@@ -26,8 +27,10 @@ worker's body (``run_trial``) runs under Ray Train's local mode (``ScalingConfig
 i.e. in the Tune trial's own process, which then holds the run's CPUs/GPUs. No Train controller,
 helper actors or worker process start per run. Train does not persist anything in local mode, so
 ``run_trial`` copies its folder to ``runs/<trial_id>/checkpoint_<time>`` itself and then writes
-``runs/<trial_id>/report.json`` (the report, the folder's URI); a retried trial that finds that file
-reports it instead of training again. A crash is retried by Tune alone.
+``runs/<trial_id>/report.json`` (:mod:`akdray.sweep.local_store`); a retried trial that finds that file
+reports it instead of training again. A crash is retried by Tune alone. Tune reuses a trial's process
+for the next trial of the same experiment (``reuse_actors``), so torch, akdray and the Inception
+network are loaded once per slot and stage, not once per trial.
 """
 from __future__ import annotations
 
@@ -35,10 +38,8 @@ import json
 import logging
 import math
 import os
-import shutil
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -48,11 +49,12 @@ from ray.tune.execution.placement_groups import resource_dict_to_pg_factory
 
 from akdray.config import ConfigError, RunConfig, from_dict, resolve_n_val
 from akdray.schema import METRIC_KEYS, ROW_FILE
-from akdray.storage import exists, join, read_bytes, resolve, write_bytes
+from akdray.storage import join
+from akdray.sweep.local_store import persist_run, remove_incomplete_runs, stored_report
+from akdray.sweep.scratch import remove_orphaned_trial_folders, trial_folder_prefix
 from akdray.sweep.spec import META_KEY, OBJECTIVES, TEST_OBJECTIVES, split_trial_config
 
 DRIVER_RESOURCES = {"cpu": 0, "memory": 256 * 1024**2}  # the Tune trial only waits on its Train run
-REPORT_FILE = "report.json"  # runs/<trial_id>/report.json: a local-mode trial's report, written after its folder
 # What Tune's progress table shows (the first keys of a result): the objectives, then the run.
 PACK_ROWS = "pack_rows"  # a packed trial's result: the rows of its runs after the first
 WORKER_TIMES = "worker_times"  # the Train worker's epoch seconds (entered, runs started, runs finished) + its driver's token
@@ -108,25 +110,6 @@ def trial_resources(config: Mapping[str, Any]) -> PlacementGroupFactory:
     return resource_dict_to_pg_factory({"cpu": float(meta["cpus"]), "gpu": float(meta.get("gpus") or 0)})
 
 
-def persist_run(out: Path, trial_uri: str, report: Mapping[str, Any]) -> str:
-    """Local mode: copy the run folder to ``trial_uri/checkpoint_<time>``, then write ``report.json``
-    naming it (last, so its presence means the folder is complete); returns the folder's URI."""
-    import pyarrow.fs as pafs
-
-    folder = join(trial_uri, datetime.now(timezone.utc).strftime("checkpoint_%Y-%m-%d_%H-%M-%S.%f"))
-    fs, path = resolve(folder)
-    fs.create_dir(path)
-    pafs.copy_files(str(out), path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
-    write_bytes(join(trial_uri, REPORT_FILE), json.dumps({**report, "checkpoint": folder}).encode())
-    return folder
-
-
-def stored_report(trial_uri: str) -> dict[str, Any] | None:
-    """The report of a local-mode trial that already finished and stored its run, else None."""
-    uri = join(trial_uri, REPORT_FILE)
-    return json.loads(read_bytes(uri)) if exists(uri) else None
-
-
 def pack_name(index: int) -> str:
     """The sub-folder of packed run ``index`` (>= 1) inside its trial's folder (run 0 is the folder itself)."""
     return f"pack{index}"
@@ -155,38 +138,6 @@ def run_pack(configs: list[RunConfig], out: Path, tmp: str) -> list[dict[str, An
         (folder / ROW_FILE).write_text(json.dumps(row, indent=2) + "\n")
         rows.append(row)
     return rows
-
-
-TRIAL_FOLDER_PREFIX = "akdray-trial-"  # + the worker's pid + "-": a SIGKILLed worker's folder stays behind
-
-
-def trial_folder_prefix() -> str:
-    """Prefix of this worker's temporary run folder: it names the pid, so a later worker can tell an orphan."""
-    return f"{TRIAL_FOLDER_PREFIX}{os.getpid()}-"
-
-
-def remove_orphaned_trial_folders(scratch: str | Path | None = None) -> list[Path]:
-    """Delete the temporary run folders of workers that no longer run on this machine (a SIGKILL skips
-    ``TemporaryDirectory``'s clean-up); returns what was deleted. A folder whose pid lives is kept, even
-    if the pid was reused: better a leftover than a live run's files deleted."""
-    removed = []
-    for folder in Path(scratch or tempfile.gettempdir()).glob(f"{TRIAL_FOLDER_PREFIX}*-*"):
-        pid = folder.name[len(TRIAL_FOLDER_PREFIX):].split("-", 1)[0]
-        if not pid.isdigit() or _alive(int(pid)):
-            continue
-        shutil.rmtree(folder, ignore_errors=True)
-        removed.append(folder)
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def _quiet_report_log() -> None:
@@ -263,7 +214,8 @@ def trial_driver(config: dict[str, Any]) -> None:
 
     A run is one worker, so it needs no ``torch.distributed`` process group: the plain
     ``DataParallelTrainer`` (Ray Train V2) runs it - GPUs are still assigned by ``ScalingConfig`` -
-    and this driver process never imports torch (about 0.3 GB less per trial than ``TorchTrainer``).
+    and with a worker group this driver process never imports torch (about 0.3 GB less per trial than
+    ``TorchTrainer``). In local mode (``train_workers = 0``) it runs the run itself: :func:`_run_locally`.
     """
     from ray.train import FailureConfig, RunConfig as RayRunConfig, ScalingConfig
     from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
@@ -297,13 +249,14 @@ def trial_driver(config: dict[str, Any]) -> None:
 
 
 def _run_locally(started: float, cfg: RunConfig, meta: Mapping[str, Any], pack: list, trial_id: str) -> None:
-    """``trial_driver`` in Ray Train's local mode: ``train_worker`` in this process (see the module doc)."""
+    """``trial_driver`` in Ray Train's local mode: :func:`run_trial` in this process (see the module doc)."""
     from ray.train import RunConfig as RayRunConfig, ScalingConfig
     from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
     trial_uri = join(meta["runs_uri"], trial_id)
     report = stored_report(trial_uri)  # a retry of a trial that stored its run: report it, do not retrain
     if report is None:
+        remove_incomplete_runs(trial_uri)  # an earlier attempt that died while storing its folder
         trainer = DataParallelTrainer(
             run_trial,
             train_loop_config={"cfg": cfg.to_dict(), "pack": pack, "trial_id": trial_id, "driver_started": started,
