@@ -329,6 +329,27 @@ def test_the_sweep_driver_plans_trials_without_loading_torch():
     assert done.stdout.strip() == ""
 
 
+def test_tune_adds_no_logger_that_loads_torch_into_the_driver(tmp_path):
+    """Tune's automatic TensorBoardX logger imports torch in the driver; the sweep's callbacks keep the
+    CSV and JSON loggers and leave it out (checked with Tune's own default-callback assembly)."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys\n"
+            "os.environ.pop('TUNE_DISABLE_AUTO_CALLBACK_LOGGERS', None)\n"
+            "from ray.tune.utils.callback import _create_default_callbacks\n"
+            "from akdray.sweep.spec import SweepSpec\n"
+            "from akdray.sweep.stages import experiment_callbacks\n"
+            f"spec = SweepSpec(name='s', storage={str(tmp_path)!r})\n"
+            "names = sorted(type(c).__name__ for c in _create_default_callbacks(experiment_callbacks(spec, 'x')))\n"
+            "print(','.join(names), 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    names, torch_loaded = done.stdout.split()
+    assert "CSVLoggerCallback" in names and "JsonLoggerCallback" in names and "ParquetSink" in names
+    assert "TBXLoggerCallback" not in names and torch_loaded == "False"
+
+
 def test_orphaned_trial_folders_of_dead_workers_are_removed_live_ones_kept(tmp_path):
     import subprocess
     import sys

@@ -15,6 +15,7 @@ resume_errored=True)`` and re-reads teachers and references from the results dat
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from dataclasses import replace
@@ -60,6 +61,20 @@ def done_marker(sweep_uri: str, experiment: str) -> str:
     return join(sweep_uri, STAGES_DIR, f"{experiment}.done.json")
 
 
+AUTO_LOGGERS_ENV_VAR = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
+
+
+def experiment_callbacks(spec: SweepSpec, experiment: str) -> list:
+    """The Tune callbacks of an experiment: the Parquet sink and Tune's CSV and JSON loggers, given
+    explicitly. Tune would add its TensorBoardX logger too, whose import loads torch into the driver
+    (about 300 MiB more for the whole sweep, for one result per trial), so Tune's automatic loggers are
+    turned off for this process (``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=0`` in the environment keeps them)."""
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    os.environ.setdefault(AUTO_LOGGERS_ENV_VAR, "1")
+    return [ParquetSink(spec.sweep_uri, experiment), CSVLoggerCallback(), JsonLoggerCallback()]
+
+
 def run_experiment(spec: SweepSpec, experiment: str, param_space: dict, num_samples: int, search_alg,
                    resume: bool, expected: int) -> None:
     """Fit (or restore and finish) one Tune experiment; mark it done once all its trials finished."""
@@ -82,7 +97,7 @@ def run_experiment(spec: SweepSpec, experiment: str, param_space: dict, num_samp
                                         reuse_actors=spec.train_workers == 0),
             run_config=tune.RunConfig(
                 name=experiment, storage_path=spec.sweep_uri, verbose=spec.verbose,
-                callbacks=[ParquetSink(spec.sweep_uri, experiment)],
+                callbacks=experiment_callbacks(spec, experiment),
                 failure_config=tune.FailureConfig(max_failures=spec.max_failures)),
         )
     SINK_FAILURES.pop(experiment, None)
