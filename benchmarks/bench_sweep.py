@@ -47,7 +47,7 @@ def ray_processes() -> dict[str, list[int]]:
     for line in out.splitlines():
         rss, _, args = line.strip().partition(" ")
         if args.startswith("ray::"):
-            kinds[args.split()[0][5:].split(".")[0]].append(int(rss))
+            kinds[_kind(args)].append(int(rss))
     return kinds
 
 

@@ -217,9 +217,6 @@ def trial_driver(config: dict[str, Any]) -> None:
     and with a worker group this driver process never imports torch (about 0.3 GB less per trial than
     ``TorchTrainer``). In local mode (``train_workers = 0``) it runs the run itself: :func:`_run_locally`.
     """
-    from ray.train import FailureConfig, RunConfig as RayRunConfig, ScalingConfig
-    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
-
     started = time.time()
     config, meta, _pick, pack = split_trial_config(config)
     try:
@@ -228,14 +225,23 @@ def trial_driver(config: dict[str, Any]) -> None:
         tune.report(failed_row(config, f"bad input: {exc}"))
         return
     trial_id = tune.get_context().get_trial_id()
-    if local_mode(meta):
-        _run_locally(started, cfg, meta, pack, trial_id)
-        return
+    loop_config = {"cfg": cfg.to_dict(), "pack": pack, "trial_id": trial_id, "driver_started": started}
+    report = _run_locally(loop_config, meta) if local_mode(meta) else _run_on_worker(loop_config, meta)
+    row = {**report, **ray_times(started, report.get(WORKER_TIMES), time.time())}
+    # Summary keys first: Tune's progress table shows the first numeric metrics of a result.
+    tune.report({**{k: row.get(k) for k in SUMMARY_KEYS}, **row})
+
+
+def _run_on_worker(loop_config: dict[str, Any], meta: Mapping[str, Any]) -> dict[str, Any]:
+    """One Ray Train worker runs :func:`train_worker`; returns its report with the stored folder's URI."""
+    from ray.train import FailureConfig, RunConfig as RayRunConfig, ScalingConfig
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+
+    trial_id = loop_config["trial_id"]
     gpus, cpus = float(meta["gpus"]), float(meta["cpus"])
     resources = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
     trainer = DataParallelTrainer(
-        train_worker,
-        train_loop_config={"cfg": cfg.to_dict(), "pack": pack, "trial_id": trial_id, "driver_started": started},
+        train_worker, train_loop_config=loop_config,
         scaling_config=ScalingConfig(num_workers=1, use_gpu=gpus > 0, resources_per_worker=resources),
         run_config=RayRunConfig(name=trial_id, storage_path=meta["runs_uri"],
                                 failure_config=FailureConfig(max_failures=int(meta["train_max_failures"]))),
@@ -243,30 +249,26 @@ def trial_driver(config: dict[str, Any]) -> None:
     result = trainer.fit()
     if result.checkpoint is None or not result.metrics:
         raise RuntimeError(f"Ray Train run {trial_id} finished without a checkpoint and its row")
-    row = {**dict(result.metrics), **ray_times(started, result.metrics.get(WORKER_TIMES), time.time())}
-    # Summary keys first: Tune's progress table shows the first numeric metrics of a result.
-    tune.report({**{k: row.get(k) for k in SUMMARY_KEYS}, **row, "checkpoint": _storage_uri(result.checkpoint.path, meta)})
+    return {**dict(result.metrics), "checkpoint": _storage_uri(result.checkpoint.path, meta)}
 
 
-def _run_locally(started: float, cfg: RunConfig, meta: Mapping[str, Any], pack: list, trial_id: str) -> None:
-    """``trial_driver`` in Ray Train's local mode: :func:`run_trial` in this process (see the module doc)."""
+def _run_locally(loop_config: dict[str, Any], meta: Mapping[str, Any]) -> dict[str, Any]:
+    """Ray Train's local mode: :func:`run_trial` in this process (see the module doc); returns its report,
+    or the stored one of an earlier attempt of this trial (not trained again)."""
     from ray.train import RunConfig as RayRunConfig, ScalingConfig
     from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
+    trial_id = loop_config["trial_id"]
     trial_uri = join(meta["runs_uri"], trial_id)
     report = stored_report(trial_uri)  # a retry of a trial that stored its run: report it, do not retrain
     if report is None:
         remove_incomplete_runs(trial_uri)  # an earlier attempt that died while storing its folder
-        trainer = DataParallelTrainer(
-            run_trial,
-            train_loop_config={"cfg": cfg.to_dict(), "pack": pack, "trial_id": trial_id, "driver_started": started,
-                               "persist_to": trial_uri},
-            scaling_config=ScalingConfig(num_workers=0), run_config=RayRunConfig(name=trial_id))
+        trainer = DataParallelTrainer(run_trial, train_loop_config={**loop_config, "persist_to": trial_uri},
+                                      scaling_config=ScalingConfig(num_workers=0), run_config=RayRunConfig(name=trial_id))
         report = dict(trainer.fit().return_value or {})
     if not report.get("checkpoint"):
         raise RuntimeError(f"local Ray Train run {trial_id} finished without storing its run folder")
-    row = {**report, **ray_times(started, report.get(WORKER_TIMES), time.time())}
-    tune.report({**{k: row.get(k) for k in SUMMARY_KEYS}, **row})
+    return report
 
 
 trial_driver._progress_metrics = SUMMARY_KEYS  # what Tune prints when a trial finishes
