@@ -3,7 +3,8 @@
 :class:`StudyRouter` is the Tune searcher of a search stage: it holds one
 :class:`FailureAwareOptunaSearch` per study and hands each new trial to the study that has used the
 smallest share of its budget, so every study has trials in flight together and a trial slot is idle
-only when no study has a trial left to suggest. Each trial's result goes back to its own study.
+only when no study has a trial left to suggest. Among studies with equal shares, the defense whose
+trials run longest goes first (:data:`LONGEST_FIRST`). Each trial's result goes back to its own study.
 Studies live in the sweep's SQLite database (``optuna-dashboard sqlite:///SWEEP_DIR/optuna.db``).
 """
 from __future__ import annotations
@@ -21,6 +22,14 @@ from ray.tune.search.optuna import OptunaSearch
 
 from akdray.storage import exists, join, read_bytes, write_bytes
 from akdray.sweep.spec import DEFENSES, META_KEY, MODES, OBJECTIVES, OPTUNA_DB, Study, SweepSpec, optuna_db_path
+
+# Defenses by the run time of one search trial, longest first: DP-SGD trains the teacher's recipe
+# with per-sample gradients (about 4x a plain step), AKD a GAN student, DMP the same student without
+# a discriminator, Gauss nothing. Issuing each round's longest trials first (longest-processing-time-
+# first scheduling) keeps the last round from ending with one slot running a DP-SGD trial while the
+# others idle. Mean run seconds of the default sweep's search trials (cpu-small, 2 cores, 2026-11-30):
+# dpsgd 227, akd 71, dmp 63, gauss 29 (docs/benchmarks.md).
+LONGEST_FIRST = ("dpsgd", "akd", "dmp", "gauss")
 
 
 def _objectives_ok(result: Mapping[str, Any], metrics) -> bool:
@@ -77,11 +86,15 @@ class StudyRouter(Searcher):
             open_studies = [n for n, (_, _, budget) in self.routes.items() if self.issued[n] < budget]
             if not open_studies:
                 return Searcher.FINISHED
-            name = min(open_studies, key=lambda n: (self.issued[n] / self.routes[n][2], n))
+            name = min(open_studies, key=lambda n: (self.issued[n] / self.routes[n][2], self._duration_rank(n), n))
             self.issued[name] += 1
             self.owner[trial_id] = name
         base, searcher, _ = self.routes[name]
         return {**base, **searcher.suggest(trial_id)}
+
+    def _duration_rank(self, name: str) -> int:
+        method = self.routes[name][0].get("method")
+        return LONGEST_FIRST.index(method) if method in LONGEST_FIRST else len(LONGEST_FIRST)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         name = self.owner.get(trial_id)
