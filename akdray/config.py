@@ -86,7 +86,7 @@ class RunConfig:
     attack_bootstrap: int = 1000  # bootstrap resamples of each attack's AUC confidence interval
     kid_subset_size: int = 50
     kid_subsets: int = 100
-    kid_max_images: int = 100  # images per KID set (outputs, real) for speed; 0 = all
+    kid_max_images: int = 100  # images per KID set (outputs, real) for speed; 0 = all (sweep search trials: --search-kid-images)
     eval_batch_size: int = 16
     n_sample_images: int = 4  # first test images saved as PNG (input, target, output) per run
 

@@ -15,8 +15,9 @@ from typing import Any, Mapping
 
 from akdray.config import FIELD_TYPES
 
-# Fields the confirmation stage sets per run; the rest is the recipe.
-PER_RUN_FIELDS = frozenset({"seed", "eval_split", "teacher_checkpoint", "reference_checkpoints"})
+# Fields the confirmation stage sets per run; the rest is the recipe. kid_max_images: a search trial
+# measures its val_nkid on fewer images (--search-kid-images) than the confirmation runs of its pick.
+PER_RUN_FIELDS = frozenset({"seed", "eval_split", "teacher_checkpoint", "reference_checkpoints", "kid_max_images"})
 
 
 def _plain(value: Any, typ: type) -> Any:

@@ -252,7 +252,8 @@ def test_recipe_key_ignores_what_the_confirmation_changes_and_nothing_else(known
     row = known.set_index("trial_id").loc["a2"]
     cfg = picks.run_config_dict(row)
     assert recipe_key(row) == recipe_key(cfg)  # a results row and its config dict agree
-    rerun = {**cfg, "seed": 101, "eval_split": "both", "teacher_checkpoint": "/t101", "reference_checkpoints": "/r,/s"}
+    rerun = {**cfg, "seed": 101, "eval_split": "both", "teacher_checkpoint": "/t101", "reference_checkpoints": "/r,/s",
+             "kid_max_images": cfg["kid_max_images"] + 50}  # a search pick measured on fewer KID images
     assert recipe_key(rerun) == recipe_key(cfg)
     assert recipe_key({**cfg, "distill_lambda": 51.0}) != recipe_key(cfg)
     assert recipe_key({**cfg, "data_seed": 7}) != recipe_key(cfg)

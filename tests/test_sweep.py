@@ -55,10 +55,29 @@ def _exit_code(argv: list[str]) -> int:
     ["--set", "nope=1"], ["--set", "epochs=abc"], ["--defenses", "akd,foo"], ["--num-samples", "akd=x"],
     ["--seeds", "0"], ["--preset", "nope"], ["--set", "method=akd"], ["--cpus-per-trial", "0"],
     ["--references", "1"], ["--set", "reference_checkpoints=a,b"], ["--set", "data_seed=-5"],
+    ["--search-kid-images", "-1"], ["--search-kid-images", "1"],
 ])
 def test_bad_flags_exit_2_and_write_nothing(tmp_path, argv):
     assert _exit_code([*argv, "--storage", str(tmp_path)]) == 2
     assert not any(tmp_path.iterdir())
+
+
+def test_search_trials_measure_kid_on_search_kid_images_and_never_more_than_kid_max_images(tmp_path, capsys):
+    from akdray.sweep.spec import search_config
+
+    parse = pareto.build_parser().parse_args
+    spec = pareto.spec_from_args(parse(["--storage", str(tmp_path)]))
+    base = base_config(spec, "akd", 0, teacher="/t")
+    assert (base.kid_max_images, spec.search_kid_images) == (100, 50)  # cpu-small, the default
+    assert search_config(spec, base).kid_max_images == 50 and search_config(spec, base).eval_split == "val"
+    assert search_config(replace(spec, search_kid_images=0), base).kid_max_images == 100  # 0: as every trial
+    assert search_config(replace(spec, search_kid_images=500), base).kid_max_images == 100  # never more
+    assert search_config(spec, base.replace(kid_max_images=0)).kid_max_images == 50  # kid_max_images 0 = all
+    assert search_config(replace(spec, search_kid_images=0), base.replace(kid_max_images=0)).kid_max_images == 0
+    assert pareto.main(["--dry-run", "--storage", str(tmp_path), "--search-kid-images", "30"]) == 0
+    assert "val_nkid of a search trial on the first 30 validation pairs" in capsys.readouterr().out
+    stored = SweepSpec.from_json('{"name": "old", "storage": "/tmp"}')  # a sweep stored before the field
+    assert stored.search_kid_images == 0  # its remaining search trials keep measuring as its first ones did
 
 
 def test_resume_of_a_missing_sweep_exits_2(tmp_path):

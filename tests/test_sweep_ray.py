@@ -51,7 +51,7 @@ def smoke(tmp_path_factory):
     ensure_ray()
     storage = tmp_path_factory.mktemp("sweeps")
     t0 = time.perf_counter()
-    code = pareto.main(["--smoke-test", "--storage", str(storage), "--name", "smoke", "-q"])
+    code = pareto.main(["--smoke-test", "--storage", str(storage), "--name", "smoke", "--search-kid-images", "4", "-q"])
     print(f"smoke sweep: {time.perf_counter() - t0:.0f} s")
     return code, storage / "smoke"
 
@@ -82,6 +82,7 @@ def test_smoke_sweep_writes_parquet_for_every_stage_and_defense(smoke):
     assert deployed[val].notna().all().all() and (deployed["val_leak_source"] == "loss,cal,lira").all()
     assert (search["eval_split"] == "val").all() and search[["leak", "loss_auc", "nkid"]].isna().all().all()
     assert teachers[["leak", "loss_auc", "cal_auc", "lira_auc", "nkid"]].notna().all().all()  # both blocks
+    assert search["kid_max_images"].eq(4).all() and teachers["kid_max_images"].eq(8).all()  # --search-kid-images 4
     assert (deployed["n_references"] == 2).all() and (teachers["leak_source"] == "loss,cal,lira").all()
     timing = df[["ray_start_s", "worker_setup_s", "ray_end_s"]]  # where Ray's share of each trial went
     assert (timing >= 0).all().all() and (timing.sum(axis=1) < df["trial_time_s"] - df["wall_s"] + 1.0).all()
@@ -110,6 +111,7 @@ def test_confirmation_stage_and_report_on_the_smoke_sweep(smoke, tmp_path):
     assert akd["teacher_checkpoint"] == teacher["checkpoint"] and akd["seed"] == teacher["seed"] == 100
     assert (confirm["eval_split"] == "both").all() and confirm[["leak", "val_leak", "nkid"]].notna().all().all()
     assert "teacher-groupnorm" in set(confirm["pick"])
+    assert confirm["kid_max_images"].eq(8).all()  # the preset's count, not the 4 its search picks were measured on
     assert report.main([str(sweep), "--out", str(tmp_path / "report")]) == 0
     table2 = pd.read_csv(tmp_path / "report" / "tables" / "table2.csv").set_index("pick")
     assert table2.loc["akd", "loss_auc_mean"] == pytest.approx(akd["loss_auc"])

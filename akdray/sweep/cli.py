@@ -35,8 +35,8 @@ from akdray.config import PRESETS, ConfigError, make_config, parse_overrides
 from akdray.results import RESULTS, SWEEP_FILE
 from akdray.storage import StorageError, exists, join, read_bytes
 from akdray.sweep.spec import (
-    DEFAULT_REFERENCES, DEFAULT_SAMPLES, DEFENSES, SMOKE_SAMPLES, SweepSpec, describe, optuna_url, search_space,
-    validate,
+    DEFAULT_REFERENCES, DEFAULT_SAMPLES, DEFENSES, SEARCH_KID_IMAGES, SMOKE_SAMPLES, SweepSpec, describe, optuna_url,
+    search_space, validate,
 )
 from analysis.picks import CONFIRM_SEED_START
 
@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--references-per-trial", type=int, default=1, metavar="N",
                    help="reference models trained one after another in one trial (Ray's start-up paid once per "
                         "N; a cluster still spreads the packs over its slots); default 1")
+    p.add_argument("--search-kid-images", type=int, default=SEARCH_KID_IMAGES, metavar="N",
+                   help=f"KID images per set of a search trial's val_nkid, at most kid_max_images (default {SEARCH_KID_IMAGES}; "
+                        f"0: kid_max_images, which teachers and confirmation runs use)")
     p.add_argument("--defenses", default=",".join(DEFENSES), help=f"comma list out of {','.join(DEFENSES)}")
     p.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: what the cluster holds)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
@@ -203,7 +206,7 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
         verbose=0 if args.quiet else 1, refine_trials=args.refine_trials if args.refine_picks else 0,
         refine_rounds=args.refine_rounds,
         references=DEFAULT_REFERENCES if args.references is None else args.references,
-        references_per_trial=args.references_per_trial,
+        references_per_trial=args.references_per_trial, search_kid_images=args.search_kid_images,
     )
 
 

@@ -27,6 +27,7 @@ TEST_OBJECTIVES = ("leak", "nkid")  # the same measures on the test half of the 
 MODES = ("min", "min")
 DEFAULT_SAMPLES = {"akd": 3, "dmp": 3, "dpsgd": 3, "gauss": 3}  # equal budgets; cpu-small: about 15 min on 2 cores
 GROUPNORM_PICK = "teacher-groupnorm"  # the non-private teacher with DP-SGD's architecture (norm=group)
+SEARCH_KID_IMAGES = 50  # docs/benchmarks.md "KID images while searching": NKID noise and ranking by image count
 DEFAULT_REFERENCES = 2  # reference models per seed; each costs about one teacher training (no KID; docs/sweeps.md)
 SMOKE_SAMPLES = {"akd": 1, "dmp": 1, "dpsgd": 1, "gauss": 1}  # --smoke-test: the ``tiny`` preset, one trial each
 STAGES_DIR, RUNS_DIR, OPTUNA_DB = "stages", "runs", "optuna.db"
@@ -108,6 +109,9 @@ class SweepSpec:
     search_seed: int = 0
     references: int = DEFAULT_REFERENCES  # reference models per (data set, seed): cal and lira attacks
     references_per_trial: int = 1  # reference models trained one after another by one Train worker
+    # KID images per set of a search trial (its val_nkid objective), at most kid_max_images; 0 = kid_max_images,
+    # which teacher and confirmation runs use.
+    search_kid_images: int = SEARCH_KID_IMAGES
     refine_trials: int = 0  # --refine-picks: extra trials per unmatched baseline pick and round (0 = off)
     refine_rounds: int = 2  # at most this many refinement rounds (akdray.sweep.refine)
     verbose: int = 1
@@ -143,6 +147,7 @@ class SweepSpec:
                               + (f"unknown key(s) {', '.join(map(repr, unknown))}" if unknown else
                                  "expected an object with at least 'name' and 'storage'"))
         data["defenses"], data["fixed"] = tuple(data.get("defenses", DEFENSES)), tuple(data.get("fixed", ()))
+        data.setdefault("search_kid_images", 0)  # stored before the field: its search trials used kid_max_images
         try:
             return cls(**data)
         except TypeError as exc:
@@ -172,6 +177,14 @@ def base_config(spec: SweepSpec, method: str, seed: int, teacher: str = "", refe
     if references:
         values["reference_checkpoints"] = references
     return make_config(spec.preset, values)
+
+
+def search_config(spec: SweepSpec, base: RunConfig) -> RunConfig:
+    """A search trial's fixed config: validation set only, KID on ``spec.search_kid_images`` pairs per set
+    (never more than ``kid_max_images``, the count of every other trial; 0 in either means all)."""
+    search, everywhere = spec.search_kid_images, base.kid_max_images
+    images = min(search, everywhere) if search and everywhere else search or everywhere
+    return base.replace(eval_split="val", kid_max_images=images)
 
 
 def studies(spec: SweepSpec) -> list[Study]:
@@ -211,6 +224,8 @@ def validate(spec: SweepSpec) -> list[Study]:
                           "sweep (the stages set them)")
     if spec.refine_trials < 0 or spec.refine_rounds < 1:
         raise ConfigError("--refine-trials must be >= 0 and --refine-rounds >= 1")
+    if spec.search_kid_images < 0 or spec.search_kid_images == 1:
+        raise ConfigError(f"--search-kid-images must be 0 (kid_max_images) or at least 2, got {spec.search_kid_images}")
     if spec.references_per_trial < 1:
         raise ConfigError(f"--references-per-trial must be at least 1, got {spec.references_per_trial}")
     if spec.references == 1 or spec.references < 0:
@@ -308,6 +323,8 @@ def describe(spec: SweepSpec, plan: list[Study]) -> str:
         f"stage 2 'search': OptunaSearch (multi-objective TPE), minimise {' & '.join(OBJECTIVES)} on the validation set "
         f"({teacher.resolved_n_val} validation non-members vs half of the members; search trials never load the test images); "
         f"studies side by side in one Tune experiment (each trial routed to its own Optuna study) in {optuna_url(spec)}",
+        f"  val_nkid of a search trial on the first {search_config(spec, teacher).kid_max_images or 'all'} validation "
+        f"pairs (--search-kid-images); teachers and confirmation runs on {teacher.kid_max_images or 'all'} (kid_max_images)",
         "  budget per defense and seed: " + ", ".join(f"{d}={spec.num_samples[d]}" for d in spec.defenses)
         + (" (equal)" if len({spec.num_samples[d] for d in spec.defenses}) == 1 else " (UNEQUAL: not a fair comparison)"),
     ]

@@ -33,7 +33,7 @@ from akdray.sweep.references import found_references, item_runs, reference_items
 from akdray.sweep.search import close_studies, study_router
 from akdray.sweep.sink import SINK_FAILURES, ParquetSink
 from akdray.sweep.spec import (
-    GROUPNORM_PICK, RUNS_DIR, STAGES_DIR, Study, SweepSpec, base_config, grid_space, validate,
+    GROUPNORM_PICK, RUNS_DIR, STAGES_DIR, Study, SweepSpec, base_config, grid_space, search_config, validate,
 )
 from akdray.sweep.trial import SUMMARY_KEYS, trial_driver, trial_resources
 
@@ -183,14 +183,14 @@ def run_search_stage(spec: SweepSpec, experiment: str, planned: list[tuple[Study
     """Every study of ``planned`` = (study, teacher URI, reference URIs) in ONE Tune experiment.
 
     A trial's objectives are measured on the validation set only (``eval_split="val"``): search
-    trials never load the test images.
+    trials never load the test images. Their KID sets hold ``spec.search_kid_images`` pairs.
     """
     if not planned:
         return
     routed = []
     for study, teacher, references in planned:
         base = base_config(spec, study.defense, study.seed, teacher=teacher, references=references)
-        routed.append((study, base.replace(eval_split="val").to_dict(), trial_meta(spec, "search", study.defense)))
+        routed.append((study, search_config(spec, base).to_dict(), trial_meta(spec, "search", study.defense)))
     total = sum(s.num_samples for s, _, _ in planned)
     run_experiment(spec, experiment, {}, total, study_router(spec, routed), resume, expected=total)
     close_studies(spec, [s for s, _, _ in planned])
