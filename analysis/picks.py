@@ -155,7 +155,8 @@ def confirmation_configs(results: pd.DataFrame, seeds: Iterable[int] = DEFAULT_S
 
     Returns ``[(label, cfg), ...]``: ``cfg`` is a flat dict of exactly the ``RunConfig`` fields
     (``akdray.config.from_dict(cfg)`` accepts it once ``teacher_checkpoint`` is filled), copied
-    from the picked row with ``seed`` replaced; ``label`` is the pick (``"teacher"``, ``"akd"``,
+    from the picked row with ``seed`` replaced and ``kid_max_images`` that of the preset's teacher
+    rows (a search trial measures NKID on fewer images: ``--search-kid-images``); ``label`` is the pick (``"teacher"``, ``"akd"``,
     ``"dmp@utility"``, ``"dpsgd@privacy"``, ...; picks of the same trial share one config with
     labels joined by ``+``, so nothing runs twice). Order: all teacher configs first, then the
     rest in pick order, seeds ascending within a pick. A sweep with several presets yields one
@@ -177,12 +178,15 @@ def confirmation_configs(results: pd.DataFrame, seeds: Iterable[int] = DEFAULT_S
     labels = pick_labels(picks)
     searched = results[results["stage"] != "confirm"]  # picks are search/teacher trials
     by_trial = dict(zip(searched["trial_id"], searched.to_dict("records")))
+    teachers = searched[searched["method"] == "teacher"]
+    kid_images = dict(zip(teachers["preset"], teachers["kid_max_images"].astype(int))) if "kid_max_images" in teachers else {}
     first = labels["method"].eq("teacher").map({True: 0, False: 1})
     out = []
     for _, pick in labels.assign(_first=first).sort_values("_first", kind="mergesort").iterrows():
         base = run_config_dict(pd.Series(by_trial[str(pick["trial_id"])]))
         for seed in sorted(int(s) for s in seeds):
-            cfg = {**base, "seed": seed, "eval_split": "both"}  # test columns for the tables, val ones beside
+            cfg = {**base, "seed": seed, "eval_split": "both",  # test columns for the tables, val ones beside
+                   "kid_max_images": kid_images.get(base["preset"], base["kid_max_images"])}
             if cfg["method"] in METHODS_NEEDING_TEACHER:
                 cfg["teacher_checkpoint"] = ""
                 from_dict({**cfg, "teacher_checkpoint": TEACHER_PLACEHOLDER})

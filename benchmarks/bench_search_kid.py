@@ -17,9 +17,9 @@ through Inception once. Then, per trial and image count N:
 The ranking the search acts on is then compared with the one on all images, within each study (one
 defense and seed): Kendall's tau over its trials, and whether its Pareto front on (``val_leak``, NKID)
 is the same set of trials. Last, the sweep's matched picks (``analysis.picks.matched_picks``: AKD's pick,
-each baseline at AKD's utility and privacy) are made three ways: with the search trials' NKID on the
+each baseline at AKD's utility and privacy) are made once per N with the search trials' NKID on the
 first N pairs (teachers on the sweep's ``kid_max_images``, as a sweep with ``--search-kid-images N``
-does) and with every row on all validation pairs; a pick that changes is listed. ``--csv`` keeps
+does), and once with every row on all validation pairs: one column of trial ids each. ``--csv`` keeps
 the per-trial table; the figures go to docs/benchmarks.md by hand.
 """
 from __future__ import annotations
@@ -50,6 +50,7 @@ from akdray.run import _serve_gauss  # noqa: E402
 
 
 def _nkid(real: torch.Tensor, fake: torch.Tensor, options: KidOptions) -> float:
+    """NKID of feature sets, as akdray.metrics.kid.quality_of_sets computes it (uncached: any subset of pairs)."""
     kid = kid_from_features(real, fake, options)
     kid_max = kid_max_from_features(real, KidOptions(subset_size=kid["kid_subset_size"], subsets=options.subsets,
                                                      seed=options.seed))["kid_mean"]
@@ -116,8 +117,9 @@ def picks_by_count(results: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
     """The sweep's matched picks with search NKID on the first N pairs, per N, and with all pairs everywhere."""
     out = {}
     search = results["stage"].eq("search")
+    everything = table.drop_duplicates("trial_id").set_index("trial_id")["all"]
     for n, g in table.groupby("n"):
-        first, everything = g.set_index("trial_id")["first"], g.set_index("trial_id")["all"]
+        first = g.set_index("trial_id")["first"]
         searched = results.assign(val_nkid=results["val_nkid"].where(~search, results["trial_id"].map(first)))
         out[f"search on first {n}"] = matched_picks(searched).set_index("pick")["trial_id"]
     out["all pairs"] = matched_picks(results.assign(val_nkid=results["trial_id"].map(everything))).set_index("pick")["trial_id"]

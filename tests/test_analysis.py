@@ -138,6 +138,13 @@ def test_confirmation_configs_are_flat_run_configs_per_pick_and_seed(known):
     assert {c["dp_noise_multiplier"] for c in by_label["dpsgd@privacy"]} == {0.5}  # d1
 
 
+def test_confirmation_configs_evaluate_on_the_teachers_kid_image_count_not_the_search_trials(known):
+    searched = known.assign(kid_max_images=known["method"].map(lambda m: 100 if m == "teacher" else 50))
+    configs = picks.confirmation_configs(searched, seeds=(0,))
+    assert {label for label, _ in configs} >= {"teacher", "akd", "dpsgd@utility"}
+    assert all(cfg["kid_max_images"] == 100 for _, cfg in configs)  # --search-kid-images 50 picks, confirmed on 100
+
+
 def test_confirmation_configs_name_missing_fields():
     rows = pd.DataFrame(testing.known_rows()).drop(columns="gauss_sigma")
     with pytest.raises(ValueError, match="gauss_sigma"):

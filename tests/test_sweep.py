@@ -76,6 +76,9 @@ def test_search_trials_measure_kid_on_search_kid_images_and_never_more_than_kid_
     assert search_config(replace(spec, search_kid_images=0), base.replace(kid_max_images=0)).kid_max_images == 0
     assert pareto.main(["--dry-run", "--storage", str(tmp_path), "--search-kid-images", "30"]) == 0
     assert "val_nkid of a search trial on the first 30 validation pairs" in capsys.readouterr().out
+    assert pareto.main(["--dry-run", "--storage", str(tmp_path), "--set", "n_val=20", "--set", "kid_max_images=0"]) == 0
+    assert "on all 20 validation pairs (--search-kid-images); teachers and confirmation runs on all 20" in (
+        capsys.readouterr().out)
     stored = SweepSpec.from_json('{"name": "old", "storage": "/tmp"}')  # a sweep stored before the field
     assert stored.search_kid_images == 0  # its remaining search trials keep measuring as its first ones did
 

@@ -22,7 +22,7 @@ from akdray.config import METHODS_NEEDING_TEACHER, from_dict
 from akdray.recipe import recipe_key
 from akdray.storage import exists, join
 from akdray.sweep.references import found_references, item_runs, reference_items
-from akdray.sweep.spec import SweepSpec, base_config, grid_space
+from akdray.sweep.spec import SweepSpec, grid_space
 from akdray.sweep.stages import auto_resources, done_marker, run_experiment, sweep_rows, trial_meta
 
 PICKS_EXPERIMENT = "confirm-picks"
@@ -44,8 +44,6 @@ def run_confirm_stage(spec: SweepSpec, configs: list[tuple[str, dict]], resume: 
     """Re-run picked configurations with their confirmation seeds; returns the confirmation rows."""
     spec = auto_resources(spec)
     t0 = time.perf_counter()
-    kid_images = base_config(spec, "teacher", spec.seed_list[0]).kid_max_images  # a search pick evaluated fewer
-    configs = [(label, {**c, "kid_max_images": kid_images}) for label, c in configs]
     plain = [from_dict({**c, "method": "teacher", "teacher_checkpoint": "", "reference_checkpoints": ""}) for _, c in configs]
     items = reference_items(plain, spec.references, spec.references_per_trial)
     if items:

@@ -28,7 +28,7 @@ from akdray.sweep.spec import DEFENSES, META_KEY, MODES, OBJECTIVES, OPTUNA_DB, 
 # a discriminator, Gauss nothing. Issuing each round's longest trials first (longest-processing-time-
 # first scheduling) keeps the last round from ending with one slot running a DP-SGD trial while the
 # others idle. Mean run seconds of the default sweep's search trials (cpu-small, 2 cores, 2026-11-30):
-# dpsgd 227, akd 71, dmp 63, gauss 29 (docs/benchmarks.md).
+# dpsgd 227, akd 71, dmp 63, gauss 29 (docs/sweeps.md, "How a sweep runs").
 LONGEST_FIRST = ("dpsgd", "akd", "dmp", "gauss")
 
 

@@ -27,7 +27,7 @@ TEST_OBJECTIVES = ("leak", "nkid")  # the same measures on the test half of the 
 MODES = ("min", "min")
 DEFAULT_SAMPLES = {"akd": 3, "dmp": 3, "dpsgd": 3, "gauss": 3}  # equal budgets; cpu-small: about 15 min on 2 cores
 GROUPNORM_PICK = "teacher-groupnorm"  # the non-private teacher with DP-SGD's architecture (norm=group)
-SEARCH_KID_IMAGES = 50  # docs/benchmarks.md "KID images while searching": NKID noise and ranking by image count
+SEARCH_KID_IMAGES = 50  # docs/sweeps.md "KID images while searching": NKID noise and ranking by image count
 DEFAULT_REFERENCES = 2  # reference models per seed; each costs about one teacher training (no KID; docs/sweeps.md)
 SMOKE_SAMPLES = {"akd": 1, "dmp": 1, "dpsgd": 1, "gauss": 1}  # --smoke-test: the ``tiny`` preset, one trial each
 STAGES_DIR, RUNS_DIR, OPTUNA_DB = "stages", "runs", "optuna.db"
@@ -301,6 +301,10 @@ def optuna_db_path(spec: SweepSpec) -> str:
     return os.path.join(cache_root(), "sweeps", spec.sweep_id or spec.name, OPTUNA_DB)
 
 
+def _pairs(kid_images: int, n_val: int) -> str:
+    return f"the first {kid_images}" if 0 < kid_images < n_val else f"all {n_val}"
+
+
 def describe(spec: SweepSpec, plan: list[Study]) -> str:
     """The human-readable plan (``--dry-run``)."""
     gpus = "auto (1 if the cluster has GPUs, else 0)" if spec.gpus_per_trial is None else f"{spec.gpus_per_trial:g}"
@@ -323,8 +327,9 @@ def describe(spec: SweepSpec, plan: list[Study]) -> str:
         f"stage 2 'search': OptunaSearch (multi-objective TPE), minimise {' & '.join(OBJECTIVES)} on the validation set "
         f"({teacher.resolved_n_val} validation non-members vs half of the members; search trials never load the test images); "
         f"studies side by side in one Tune experiment (each trial routed to its own Optuna study) in {optuna_url(spec)}",
-        f"  val_nkid of a search trial on the first {search_config(spec, teacher).kid_max_images or 'all'} validation "
-        f"pairs (--search-kid-images); teachers and confirmation runs on {teacher.kid_max_images or 'all'} (kid_max_images)",
+        f"  val_nkid of a search trial on {_pairs(search_config(spec, teacher).kid_max_images, teacher.resolved_n_val)} "
+        f"validation pairs (--search-kid-images); teachers and confirmation runs on "
+        f"{_pairs(teacher.kid_max_images, teacher.resolved_n_val)} (kid_max_images)",
         "  budget per defense and seed: " + ", ".join(f"{d}={spec.num_samples[d]}" for d in spec.defenses)
         + (" (equal)" if len({spec.num_samples[d] for d in spec.defenses}) == 1 else " (UNEQUAL: not a fair comparison)"),
     ]
