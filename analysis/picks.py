@@ -179,7 +179,7 @@ def confirmation_configs(results: pd.DataFrame, seeds: Iterable[int] = DEFAULT_S
     searched = results[results["stage"] != "confirm"]  # picks are search/teacher trials
     by_trial = dict(zip(searched["trial_id"], searched.to_dict("records")))
     teachers = searched[searched["method"] == "teacher"]
-    kid_images = dict(zip(teachers["preset"], teachers["kid_max_images"].astype(int))) if "kid_max_images" in teachers else {}
+    kid_images = dict(zip(teachers["preset"], teachers["kid_max_images"].astype(int)))  # a RunConfig field: always there
     first = labels["method"].eq("teacher").map({True: 0, False: 1})
     out = []
     for _, pick in labels.assign(_first=first).sort_values("_first", kind="mergesort").iterrows():

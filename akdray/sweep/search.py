@@ -30,6 +30,7 @@ from akdray.sweep.spec import DEFENSES, META_KEY, MODES, OBJECTIVES, OPTUNA_DB, 
 # others idle. Mean run seconds of the default sweep's search trials (cpu-small, 2 cores, 2026-11-30):
 # dpsgd 227, akd 71, dmp 63, gauss 29 (docs/sweeps.md, "How a sweep runs").
 LONGEST_FIRST = ("dpsgd", "akd", "dmp", "gauss")
+assert sorted(LONGEST_FIRST) == sorted(DEFENSES), "every defense needs its place in LONGEST_FIRST"
 
 
 def _objectives_ok(result: Mapping[str, Any], metrics) -> bool:
@@ -93,8 +94,7 @@ class StudyRouter(Searcher):
         return {**base, **searcher.suggest(trial_id)}
 
     def _duration_rank(self, name: str) -> int:
-        method = self.routes[name][0].get("method")
-        return LONGEST_FIRST.index(method) if method in LONGEST_FIRST else len(LONGEST_FIRST)
+        return LONGEST_FIRST.index(self.routes[name][0]["method"])  # validate() admits only DEFENSES
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         name = self.owner.get(trial_id)
