@@ -73,7 +73,13 @@ def linear_decay(epochs: int, epochs_decay: int) -> Callable[[int], float]:
 
 
 def make_adam(module: nn.Module, cfg: RunConfig) -> torch.optim.Adam:
-    return torch.optim.Adam(module.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    """pix2pix's Adam(lr, (beta1, beta2)), as torch's fused kernel (one pass over all parameters).
+
+    The same update rule as the default per-tensor loop, rounded differently. On a cpu-small G+D
+    an update takes 2.0 ms instead of 9.3 (``benchmarks/bench_dpsgd_step.py``), 15 % of a training
+    step on one CPU core.
+    """
+    return torch.optim.Adam(module.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True)
 
 
 def gan_l1_step(G: nn.Module, D: nn.Module | None, opt_G, opt_D, x: torch.Tensor, target: torch.Tensor,

@@ -2,6 +2,11 @@
 
     python benchmarks/bench_sweep.py --smoke [--tree before=/path/to/old/checkout] [--repeats 2]
     python benchmarks/bench_sweep.py            # the default sweep (`python sweeps/pareto.py`)
+    python benchmarks/bench_sweep.py --cold-cache   # as a new user's first sweep
+
+``--cold-cache`` gives every sweep an empty ``AKDRAY_CACHE``, so it generates its data sets and
+computes the real images' Inception features and KID_max itself, as the first sweep on a machine
+does; without it the sweeps use the machine's cache, as every later sweep does.
 
 ``--smoke`` runs ``sweeps/pareto.py --smoke-test --num-samples 2`` (the ``tiny`` preset, so a run
 itself takes seconds and Ray's share shows; 8 search trials on 2 slots); without it the default
@@ -121,8 +126,10 @@ def utilisation(rows: pd.DataFrame, stage: str, slots: int = 2) -> tuple[float, 
     return part["trial_time_s"].sum() / (span * slots), part["wall_s"].sum() / (span * slots)
 
 
-def one_sweep(tree: Path, storage: Path, references: int, smoke: bool) -> dict:
+def one_sweep(tree: Path, storage: Path, references: int, smoke: bool, cache: Path | None = None) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    if cache is not None:  # a new user's first sweep: no data set, Inception feature or KID_max cached yet
+        env["AKDRAY_CACHE"] = str(cache)
     sampler = Sampler()
     sampler.start()
     t0 = time.perf_counter()
@@ -154,6 +161,8 @@ def main() -> int:
     ap.add_argument("--smoke", action="store_true", help="the smoke sweep (tiny preset) instead of the default sweep")
     ap.add_argument("--references", type=int, default=2)
     ap.add_argument("--keep", default=None, metavar="DIR", help="keep each sweep as DIR/<tree>-<repeat>/bench")
+    ap.add_argument("--cold-cache", action="store_true",
+                    help="each sweep with an empty AKDRAY_CACHE (a new user's first sweep); default: the machine's cache")
     args = ap.parse_args()
     trees = dict(item.split("=", 1) for item in args.tree)
     trees["after"] = str(ROOT)
@@ -162,9 +171,10 @@ def main() -> int:
         for label, tree in trees.items():
             with tempfile.TemporaryDirectory(prefix="akdray-bench-sweep-") as tmp:
                 storage = Path(args.keep) / f"{label}-{repeat}" if args.keep else Path(tmp)
-                r = one_sweep(Path(tree), storage, args.references, args.smoke)
+                cache = Path(tmp) / "cache" if args.cold_cache else None
+                r = one_sweep(Path(tree), storage, args.references, args.smoke, cache)
             results[label].append(r)
-            print(f"[{time.strftime('%H:%M:%S')}] {label} repeat {repeat}: sweep {r['sweep_s']:.1f} s, "
+            print(f"[{time.strftime('%H:%M:%S')}] {label} repeat {repeat} ({'cold' if args.cold_cache else 'warm'} cache): sweep {r['sweep_s']:.1f} s, "
                   f"{r['trials']} trials, overhead median {statistics.median(r['overhead_s']):.1f} s "
                   f"(of which, medians: {', '.join(f'{k} {v:.1f}' for k, v in r['parts'].items())}), "
                   f"search-stage slots busy {r['search'][0]:.0%} (trial time) / {r['search'][1]:.0%} (run time), "

@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 from opacus import GradSampleModule
 from opacus.optimizers import DPOptimizer
+from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processed
 from opacus.validators import ModuleValidator
 from torch import nn
 
@@ -60,7 +61,37 @@ def _out_of_place(model: nn.Module) -> Callable[[], None]:
     return undo_all
 
 
-class _GatedDPOptimizer(DPOptimizer):
+class _LeanDPOptimizer(DPOptimizer):
+    """Opacus' DPOptimizer with its noise and its scaling in one pass over each gradient.
+
+    ``grad = (sum_i clip(g_i) + N(0, (sigma C)^2 I)) / B`` (Abadi et al. 2016, Alg. 1, with Opacus'
+    "mean" reduction over the expected batch B), the same noise drawn from the same generator in
+    the same order as :meth:`DPOptimizer.add_noise`; only the buffers differ: Opacus allocates a
+    zero tensor per parameter before drawing, then a sum, then divides in a third pass.
+    """
+
+    def add_noise(self) -> None:
+        if self.secure_mode:
+            super().add_noise()
+            super().scale_grad()
+            return
+        std = self.noise_multiplier * self.max_grad_norm
+        scale = 1.0 / (self.expected_batch_size * self.accumulated_iterations) if self.loss_reduction == "mean" else 1.0
+        for p in self.params:
+            _check_processed_flag(p.summed_grad)
+            summed = p.summed_grad
+            if std > 0:
+                grad = torch.normal(0.0, std, summed.shape, generator=self.generator, device=summed.device).add_(summed)
+            else:
+                grad = summed.clone()
+            p.grad = grad.mul_(scale).view_as(p)
+            _mark_as_processed(p.summed_grad)
+
+    def scale_grad(self) -> None:
+        """Done by :meth:`add_noise`."""
+
+
+class _GatedDPOptimizer(_LeanDPOptimizer):
     """DPOptimizer whose module's Opacus hooks are on only from ``zero_grad`` to ``step``.
 
     Used for D: between D's step and its next ``zero_grad`` the only backward through D is G's,
@@ -135,11 +166,38 @@ def _conv_transpose2d_grad_sample(layer: nn.ConvTranspose2d, activations: list[t
     return ret
 
 
-class _Pix2PixGradSampleModule(GradSampleModule):
-    """Opacus' hook-based GradSampleModule plus an exact ConvTranspose2d grad sampler (local to
-    this class: Opacus' global registry is left untouched)."""
+GradSampler = Callable[[nn.Module, list[torch.Tensor], torch.Tensor], dict[nn.Parameter, torch.Tensor]]
 
-    GRAD_SAMPLERS = {**GradSampleModule.GRAD_SAMPLERS, nn.ConvTranspose2d: _conv_transpose2d_grad_sample}
+
+def _kept_as_computed(sampler: GradSampler) -> GradSampler:
+    """``sampler``, storing a parameter's first per-sample gradient of a backward pass as it is.
+
+    Opacus' hook copies every per-sample gradient into a fresh zero tensor
+    (``create_or_accumulate_grad_sample``), which costs a tenth of a cpu-small DP-SGD step. A
+    gradient the sampler has just computed needs no copy: it becomes the parameter's
+    ``_current_grad_sample`` here and is left out of the returned dict. A later one in the same
+    backward pass (D's second forward) is returned, and Opacus adds it into that tensor. A gradient
+    that shares memory with the layer's activations or backprops goes the copying way.
+    """
+    def sample(layer: nn.Module, activations: list[torch.Tensor], backprops: torch.Tensor) -> dict:
+        inputs = {t.untyped_storage().data_ptr() for t in (*activations, backprops)}
+        passed = {}
+        for param, grad in sampler(layer, activations, backprops).items():
+            if (param.requires_grad and not hasattr(param, "_current_grad_sample")
+                    and grad.shape[0] == layer.max_batch_len and grad.untyped_storage().data_ptr() not in inputs):
+                param._current_grad_sample = grad
+            else:
+                passed[param] = grad
+        return passed
+    return sample
+
+
+class _Pix2PixGradSampleModule(GradSampleModule):
+    """Opacus' hook-based GradSampleModule plus an exact ConvTranspose2d grad sampler, every sampler
+    :func:`_kept_as_computed` (local to this class: Opacus' global registry is left untouched)."""
+
+    GRAD_SAMPLERS = {layer: _kept_as_computed(sampler) for layer, sampler in
+                     {**GradSampleModule.GRAD_SAMPLERS, nn.ConvTranspose2d: _conv_transpose2d_grad_sample}.items()}
 
     def __init__(self, m: nn.Module, **kwargs) -> None:
         for name, layer in m.named_modules():
@@ -184,6 +242,6 @@ def make_private_gan(G: nn.Module, D: nn.Module, cfg: RunConfig, *, expected_bat
     kwargs = dict(noise_multiplier=cfg.dp_noise_multiplier, max_grad_norm=cfg.dp_max_grad_norm,
                   expected_batch_size=expected_batch_size, loss_reduction="mean",
                   generator=noise_generator, secure_mode=False)
-    opt_G = DPOptimizer(make_adam(G_dp, cfg), **kwargs)
+    opt_G = _LeanDPOptimizer(make_adam(G_dp, cfg), **kwargs)
     opt_D = _GatedDPOptimizer(make_adam(D_dp, cfg), gsm=D_dp, **kwargs)
     return PrivateGAN(G_dp, D_dp, opt_G, opt_D, undo)
