@@ -75,9 +75,9 @@ def linear_decay(epochs: int, epochs_decay: int) -> Callable[[int], float]:
 def make_adam(module: nn.Module, cfg: RunConfig) -> torch.optim.Adam:
     """pix2pix's Adam(lr, (beta1, beta2)), as torch's fused kernel (one pass over all parameters).
 
-    The same update rule as the default per-tensor loop, rounded differently. A cpu-small pix2pix
-    step on one CPU core costs 0.86 of the loop's (``benchmarks/bench_dpsgd_step.py``): the loop
-    spends about 9 ms per step on G's and D's 1.2 M parameters, the fused kernel about 2.
+    The same update rule as the per-tensor loop ``torch.optim.Adam`` runs by default on a CPU,
+    rounded differently (so runs are not bit for bit those of akdray before it). A cpu-small pix2pix
+    step on one CPU core costs 0.85-0.90 of the loop's (``benchmarks/bench_dpsgd_step.py``).
     """
     return torch.optim.Adam(module.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True)
 

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_dpsgd_step.py [--rounds 7] [--steps 15] [--preset cpu-small]
 
-Four steps on the same batch (the preset's batch size and image size), built once and timed in
+Five steps on the same batch (the preset's batch size and image size), built once and timed in
 interleaved rounds so that all see the same machine; figures are medians over the rounds of the
 CPU time per step (one intra-op thread, as a trial has on a 2-core sweep):
 
@@ -12,10 +12,13 @@ CPU time per step (one intra-op thread, as a trial has on a 2-core sweep):
 * ``DP-SGD, stock Opacus``: :class:`akdray.defenses.private_gan.PrivateGAN` with Opacus' own
   grad samplers (each per-sample gradient copied into a zero tensor), ``DPOptimizer.add_noise`` /
   ``scale_grad`` and per-tensor Adam (akdray before this change);
+* ``DP-SGD, stock + fused Adam``: the same with :func:`akdray.train.make_adam`, so that the next
+  line's ratio to it is what akdray's DP-SGD changes alone give;
 * ``DP-SGD, akdray``: :func:`akdray.defenses.private_gan.make_private_gan` as it is.
 
-It also prints the minor page faults per step, and checks that both DP-SGD steps give the same
-gradients from the same noise seed (``max |diff|``) before timing them.
+It also prints the minor page faults per step. Before timing, it checks that akdray's DP-SGD step
+and stock Opacus' with the same Adam give the same gradients and weights, bit for bit, from the
+same seeds over two steps, and stops if they do not.
 """
 from __future__ import annotations
 
@@ -43,15 +46,15 @@ def stock_adam(module: torch.nn.Module, cfg) -> torch.optim.Adam:
     return torch.optim.Adam(module.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
 
 
-def private(cfg, G, D, stock: bool):
+def private(cfg, G, D, stock: bool, adam=make_adam):
     gan = make_private_gan(G, D, cfg, expected_batch_size=float(cfg.batch_size),
                            noise_generator=torch.Generator().manual_seed(1))
-    if stock:  # Opacus' copies of per-sample gradients, its noise and scaling, Adam's per-tensor loop
-        for opt, module in ((gan.opt_G, gan.G), (gan.opt_D, gan.D)):
+    for opt, module in ((gan.opt_G, gan.G), (gan.opt_D, gan.D)):
+        if stock:  # Opacus' copies of per-sample gradients, its noise and its scaling
             module.GRAD_SAMPLERS = {**GradSampleModule.GRAD_SAMPLERS, nn.ConvTranspose2d: _conv_transpose2d_grad_sample}
             opt.add_noise = types.MethodType(DPOptimizer.add_noise, opt)
             opt.scale_grad = types.MethodType(DPOptimizer.scale_grad, opt)
-            opt.original_optimizer = stock_adam(module, cfg)
+        opt.original_optimizer = adam(module, cfg)
     return gan
 
 
@@ -77,17 +80,22 @@ def main() -> None:
         g_, d_ = copy.deepcopy(G), copy.deepcopy(D)
         opt_G, opt_D = adam(g_, cfg), adam(d_, cfg)
         steps[name] = (lambda g_=g_, d_=d_, a=opt_G, b=opt_D: gan_l1_step(g_, d_, a, b, x, y, cfg.l1_lambda, cfg.gan_mode))
-    gans = {stock: private(dp_cfg, copy.deepcopy(G_dp), copy.deepcopy(D_dp), stock) for stock in (True, False)}
+    gans = {"DP-SGD, stock Opacus": private(dp_cfg, copy.deepcopy(G_dp), copy.deepcopy(D_dp), True, stock_adam),
+            "DP-SGD, stock + fused Adam": private(dp_cfg, copy.deepcopy(G_dp), copy.deepcopy(D_dp), True),
+            "DP-SGD, akdray": private(dp_cfg, copy.deepcopy(G_dp), copy.deepcopy(D_dp), False)}
 
-    # Same noise seed, same weights, one D+G step each: the gradients Adam receives must agree.
-    torch.manual_seed(5)
-    gans[True].step(x, y, cfg.l1_lambda, cfg.gan_mode)
-    torch.manual_seed(5)
-    gans[False].step(x, y, cfg.l1_lambda, cfg.gan_mode)
-    diff = max((a.grad - b.grad).abs().max().item() for a, b in zip(
-        [*gans[True].G.parameters(), *gans[True].D.parameters()], [*gans[False].G.parameters(), *gans[False].D.parameters()]))
-    steps["DP-SGD, stock Opacus"] = lambda: gans[True].step(x, y, cfg.l1_lambda, cfg.gan_mode)
-    steps["DP-SGD, akdray"] = lambda: gans[False].step(x, y, cfg.l1_lambda, cfg.gan_mode)
+    # Same weights, dropout masks and noise seed, two D+G steps: akdray's and stock Opacus' (with the
+    # same fused Adam) must hand Adam the same gradients, bit for bit.
+    for step in range(2):
+        for name in ("DP-SGD, stock + fused Adam", "DP-SGD, akdray"):
+            torch.manual_seed(5 + step)
+            gans[name].step(x, y, cfg.l1_lambda, cfg.gan_mode)
+    pairs = list(zip([*gans["DP-SGD, stock + fused Adam"].G.parameters(), *gans["DP-SGD, stock + fused Adam"].D.parameters()],
+                     [*gans["DP-SGD, akdray"].G.parameters(), *gans["DP-SGD, akdray"].D.parameters()]))
+    if not all(torch.equal(a.grad, b.grad) and torch.equal(a, b) for a, b in pairs):
+        raise SystemExit("akdray's DP-SGD step differs from stock Opacus' step")
+    for name, gan in gans.items():
+        steps[name] = lambda gan=gan: gan.step(x, y, cfg.l1_lambda, cfg.gan_mode)
 
     for step in steps.values():  # warm-up
         for _ in range(3):
@@ -104,11 +112,12 @@ def main() -> None:
 
     print(f"{args.preset}: batch {cfg.batch_size}, {cfg.image_size} px, ngf {cfg.ngf}, ndf {cfg.ndf}; torch {torch.__version__}, "
           f"1 thread; {args.rounds} interleaved rounds of {args.steps} steps; CPU ms per step, median (min-max)")
-    print(f"DP-SGD gradients, stock vs akdray, same seed: max |diff| {diff:.2e}")
+    print("DP-SGD, akdray vs stock + fused Adam, same seeds, 2 steps: gradients and weights bit for bit equal")
     for name in steps:
         v = ms[name]
-        print(f"  {name:26s} {statistics.median(v):7.1f} ({min(v):.1f}-{max(v):.1f})   page faults/step {statistics.median(faults[name]):7.0f}")
-    for new, old in (("pix2pix, fused Adam", "pix2pix, per-tensor Adam"), ("DP-SGD, akdray", "DP-SGD, stock Opacus")):
+        print(f"  {name:28s} {statistics.median(v):7.1f} ({min(v):.1f}-{max(v):.1f})   page faults/step {statistics.median(faults[name]):7.0f}")
+    for new, old in (("pix2pix, fused Adam", "pix2pix, per-tensor Adam"), ("DP-SGD, akdray", "DP-SGD, stock + fused Adam"),
+                     ("DP-SGD, akdray", "DP-SGD, stock Opacus")):
         ratios = [a / b for a, b in zip(ms[new], ms[old])]
         print(f"  {new} / {old}: {statistics.median(ratios):.3f} (median of per-round ratios, {min(ratios):.3f}-{max(ratios):.3f})")
 

@@ -11,7 +11,7 @@ from opacus import GradSampleModule
 from opacus.optimizers import DPOptimizer
 from torch import nn
 
-from akdray.defenses.private_gan import _conv_transpose2d_grad_sample, _kept_as_computed
+from akdray.defenses.private_gan import _LeanDPOptimizer, _conv_transpose2d_grad_sample, _kept_as_computed
 from test_dpsgd import CFG, _batch, _models, _private, one_thread, train_set  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing:UserWarning")
@@ -28,11 +28,12 @@ def _stock_opacus(gan) -> None:
 @pytest.mark.parametrize("sigma", [0.0, 1.5])
 def test_lean_step_equals_stock_opacus_step(train_set, sigma: float) -> None:
     """Same weights, batch, dropout masks and noise seed: the gradients Adam receives (D's from its
-    two forwards, G's through D), the noise included, are Opacus' to rounding, for three steps."""
+    two forwards, G's through D), the noise included, and the weights are Opacus', bit for bit, for
+    three steps. The expected batch (6) is not the batch drawn (4) and not a power of two."""
     cfg = CFG.replace(dp_noise_multiplier=sigma, dp_max_grad_norm=0.05)
     G, D = _models(cfg)
     G2, D2 = copy.deepcopy(G), copy.deepcopy(D)
-    lean, stock = _private(cfg, G, D, seed=3), _private(cfg, G2, D2, seed=3)
+    lean, stock = _private(cfg, G, D, expected=6.0, seed=3), _private(cfg, G2, D2, expected=6.0, seed=3)
     _stock_opacus(stock)
     x, y = _batch(train_set, 4)
     for step in range(3):
@@ -40,10 +41,31 @@ def test_lean_step_equals_stock_opacus_step(train_set, sigma: float) -> None:
             torch.manual_seed(50 + step)
             gan.step(x, y, cfg.l1_lambda, cfg.gan_mode)
         for a, b in ((lean.G, stock.G), (lean.D, stock.D)):
-            scale = max(q.grad.abs().max().item() for q in b.parameters())
             for (name, p), q in zip(a.named_parameters(), b.parameters()):
-                assert torch.allclose(p.grad, q.grad, rtol=1e-5, atol=1e-6 * scale), (step, name)
-                assert torch.allclose(p, q, rtol=1e-5, atol=1e-6), (step, name)
+                assert torch.equal(p.grad, q.grad), (step, name)
+                assert torch.equal(p, q), (step, name)
+
+
+@pytest.mark.parametrize("secure", [False, True])
+@pytest.mark.parametrize("iterations", [1, 2])
+def test_lean_noise_and_scale_are_opacus(secure: bool, iterations: int) -> None:
+    """One optimiser step from given per-sample gradients (``iterations`` accumulated batches; Opacus'
+    secure noise too): the gradient handed to Adam is DPOptimizer's, bit for bit."""
+    grads = {}
+    for cls in (_LeanDPOptimizer, DPOptimizer):
+        torch.manual_seed(0)
+        layer = nn.Linear(3, 2)
+        opt = cls(torch.optim.Adam(layer.parameters()), noise_multiplier=1.3, max_grad_norm=0.7,
+                  expected_batch_size=6.0, loss_reduction="mean", generator=torch.Generator().manual_seed(9),
+                  secure_mode=secure)
+        g = torch.Generator().manual_seed(1)
+        for p in layer.parameters():
+            parts = [torch.randn(5, *p.shape, generator=g) for _ in range(iterations)]
+            p.grad_sample = parts[0] if iterations == 1 else parts
+        assert opt.pre_step()
+        grads[cls] = [p.grad.clone() for p in layer.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(grads[_LeanDPOptimizer], grads[DPOptimizer]))
+    assert not torch.equal(grads[DPOptimizer][0], torch.zeros_like(grads[DPOptimizer][0]))
 
 
 def test_a_computed_grad_sample_is_kept_and_a_view_of_the_backprops_is_copied() -> None:

@@ -66,8 +66,9 @@ class _LeanDPOptimizer(DPOptimizer):
 
     ``grad = (sum_i clip(g_i) + N(0, (sigma C)^2 I)) / B`` (Abadi et al. 2016, Alg. 1, with Opacus'
     "mean" reduction over the expected batch B), the same noise drawn from the same generator in
-    the same order as :meth:`DPOptimizer.add_noise`; only the buffers differ: Opacus allocates a
-    zero tensor per parameter before drawing, then a sum, then divides in a third pass.
+    the same order as :meth:`DPOptimizer.add_noise`, and the same arithmetic (bit for bit); only
+    the buffers differ: Opacus allocates a zero tensor per parameter before drawing, then a sum, then
+    divides in a third pass. ``secure_mode`` noise is left to Opacus.
     """
 
     def add_noise(self) -> None:
@@ -76,15 +77,16 @@ class _LeanDPOptimizer(DPOptimizer):
             super().scale_grad()
             return
         std = self.noise_multiplier * self.max_grad_norm
-        scale = 1.0 / (self.expected_batch_size * self.accumulated_iterations) if self.loss_reduction == "mean" else 1.0
+        denominator = self.expected_batch_size * self.accumulated_iterations if self.loss_reduction == "mean" else 1.0
         for p in self.params:
             _check_processed_flag(p.summed_grad)
             summed = p.summed_grad
             if std > 0:
-                grad = torch.normal(0.0, std, summed.shape, generator=self.generator, device=summed.device).add_(summed)
+                grad = torch.normal(0.0, std, summed.shape, generator=self.generator, device=summed.device,
+                                    dtype=summed.dtype).add_(summed)
             else:
                 grad = summed.clone()
-            p.grad = grad.mul_(scale).view_as(p)
+            p.grad = grad.div_(denominator).view_as(p)
             _mark_as_processed(p.summed_grad)
 
     def scale_grad(self) -> None:
@@ -173,9 +175,9 @@ def _kept_as_computed(sampler: GradSampler) -> GradSampler:
     """``sampler``, storing a parameter's first per-sample gradient of a backward pass as it is.
 
     Opacus' hook copies every per-sample gradient into a fresh zero tensor
-    (``create_or_accumulate_grad_sample``), which costs a tenth of a cpu-small DP-SGD step. A
-    gradient the sampler has just computed needs no copy: it becomes the parameter's
-    ``_current_grad_sample`` here and is left out of the returned dict. A later one in the same
+    (``create_or_accumulate_grad_sample``): an allocation and a copy of every per-sample gradient
+    in every step. A gradient the sampler has just computed needs no copy: it becomes the
+    parameter's ``_current_grad_sample`` here and is left out of the returned dict. A later one in the same
     backward pass (D's second forward) is returned, and Opacus adds it into that tensor. A gradient
     that shares memory with the layer's activations or backprops goes the copying way.
     """
