@@ -10,8 +10,9 @@ CPU time per step (one intra-op thread, as a trial has on a 2-core sweep):
   is built by default on a CPU (a loop over the parameters);
 * ``pix2pix, fused Adam``: the same with :func:`akdray.train.make_adam` (``fused=True``);
 * ``DP-SGD, stock Opacus``: :class:`akdray.defenses.private_gan.PrivateGAN` with Opacus' own
-  grad samplers (each per-sample gradient copied into a zero tensor), ``DPOptimizer.add_noise`` /
-  ``scale_grad`` and per-tensor Adam (akdray before this change);
+  step (:meth:`~akdray.defenses.private_gan.PrivateGAN.use_stock_opacus`: each per-sample gradient
+  copied into a zero tensor, ``DPOptimizer.add_noise`` / ``scale_grad``) and per-tensor Adam
+  (akdray before this change);
 * ``DP-SGD, stock + fused Adam``: the same with :func:`akdray.train.make_adam`, so that the next
   line's ratio to it is what akdray's DP-SGD changes alone give;
 * ``DP-SGD, akdray``: :func:`akdray.defenses.private_gan.make_private_gan` as it is.
@@ -27,17 +28,13 @@ import copy
 import resource
 import statistics
 import time
-import types
 import warnings
 
 import torch
-from opacus import GradSampleModule
-from opacus.optimizers import DPOptimizer
-from torch import nn
 
 from akdray.config import make_config
 from akdray.defenses.dpsgd import dp_model_config
-from akdray.defenses.private_gan import _conv_transpose2d_grad_sample, make_private_gan
+from akdray.defenses.private_gan import make_private_gan
 from akdray.models import build_discriminator, build_generator
 from akdray.train import gan_l1_step, make_adam
 
@@ -49,12 +46,11 @@ def stock_adam(module: torch.nn.Module, cfg) -> torch.optim.Adam:
 def private(cfg, G, D, stock: bool, adam=make_adam):
     gan = make_private_gan(G, D, cfg, expected_batch_size=float(cfg.batch_size),
                            noise_generator=torch.Generator().manual_seed(1))
-    for opt, module in ((gan.opt_G, gan.G), (gan.opt_D, gan.D)):
-        if stock:  # Opacus' copies of per-sample gradients, its noise and its scaling
-            module.GRAD_SAMPLERS = {**GradSampleModule.GRAD_SAMPLERS, nn.ConvTranspose2d: _conv_transpose2d_grad_sample}
-            opt.add_noise = types.MethodType(DPOptimizer.add_noise, opt)
-            opt.scale_grad = types.MethodType(DPOptimizer.scale_grad, opt)
-        opt.original_optimizer = adam(module, cfg)
+    if stock:  # Opacus' copies of per-sample gradients, its noise and its scaling
+        gan.use_stock_opacus()
+    if adam is not make_adam:
+        for opt, module in ((gan.opt_G, gan.G), (gan.opt_D, gan.D)):
+            opt.original_optimizer = adam(module, cfg)
     return gan
 
 

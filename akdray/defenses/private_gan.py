@@ -5,6 +5,7 @@ activations, and an exact ConvTranspose2d grad sampler; :func:`make_private_gan`
 """
 from __future__ import annotations
 
+import types
 import warnings
 from dataclasses import dataclass
 from typing import Callable
@@ -143,6 +144,15 @@ class PrivateGAN:
                 p.grad_sample = torch.zeros((0, *p.shape), device=p.device, dtype=p.dtype)
             opt.step()
 
+    def use_stock_opacus(self) -> None:
+        """Give both networks Opacus' own step: its copying of every per-sample gradient and its
+        noise and scaling. The reference this class's cheaper step is checked against, bit for bit
+        (``tests/test_dpsgd_step.py``, ``benchmarks/bench_dpsgd_step.py``)."""
+        for opt, module in ((self.opt_G, self.G), (self.opt_D, self.D)):
+            module.GRAD_SAMPLERS = _SAMPLERS
+            opt.add_noise = types.MethodType(DPOptimizer.add_noise, opt)
+            opt.scale_grad = types.MethodType(DPOptimizer.scale_grad, opt)
+
     def unwrap_generator(self) -> nn.Module:
         """The plain generator: Opacus hooks removed, in-place activations restored."""
         return _unwrap(self.G, self._undo[0])
@@ -167,6 +177,9 @@ def _conv_transpose2d_grad_sample(layer: nn.ConvTranspose2d, activations: list[t
         ret[layer.bias] = backprops.sum(dim=(2, 3))
     return ret
 
+
+# Opacus' grad samplers plus the exact ConvTranspose2d one; akdray's module wraps each in _kept_as_computed.
+_SAMPLERS = {**GradSampleModule.GRAD_SAMPLERS, nn.ConvTranspose2d: _conv_transpose2d_grad_sample}
 
 GradSampler = Callable[[nn.Module, list[torch.Tensor], torch.Tensor], dict[nn.Parameter, torch.Tensor]]
 
@@ -198,8 +211,7 @@ class _Pix2PixGradSampleModule(GradSampleModule):
     """Opacus' hook-based GradSampleModule plus an exact ConvTranspose2d grad sampler, every sampler
     :func:`_kept_as_computed` (local to this class: Opacus' global registry is left untouched)."""
 
-    GRAD_SAMPLERS = {layer: _kept_as_computed(sampler) for layer, sampler in
-                     {**GradSampleModule.GRAD_SAMPLERS, nn.ConvTranspose2d: _conv_transpose2d_grad_sample}.items()}
+    GRAD_SAMPLERS = {layer: _kept_as_computed(sampler) for layer, sampler in _SAMPLERS.items()}
 
     def __init__(self, m: nn.Module, **kwargs) -> None:
         for name, layer in m.named_modules():
