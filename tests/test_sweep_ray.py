@@ -156,6 +156,9 @@ def _alive_pids(class_name: str) -> list[int]:
 class Killer(threading.Thread):
     """SIGKILLs the first live process of a Ray actor class once ``ready()`` holds; records every pid seen.
 
+    Only a process that appeared after the Killer was made: an actor of an earlier test that Ray has
+    not yet torn down (the state API still lists it ALIVE) is never the one killed.
+
     The state API is asked for pids every ``refresh_s`` (one query can take a second on a busy
     machine) while ``ready()`` is polled every 10 ms, so a short window - a trial driver lives
     about a second after its checkpoint is stored - is not missed between two slow queries.
@@ -167,6 +170,7 @@ class Killer(threading.Thread):
         self.seen: list[int] = []
         self.killed: int | None = None
         self.stop = threading.Event()
+        self.earlier = set(self._refresh())  # asked now, before the test starts its trial
 
     def _refresh(self) -> list[int]:
         try:
@@ -180,7 +184,7 @@ class Killer(threading.Thread):
         pids, asked = [], 0.0
         while not self.stop.is_set() and self.killed is None:
             if time.monotonic() - asked > self.refresh_s:
-                pids, asked = self._refresh(), time.monotonic()
+                pids, asked = [p for p in self._refresh() if p not in self.earlier], time.monotonic()
             if pids and self.ready():
                 time.sleep(self.delay_s)
                 try:
