@@ -90,6 +90,11 @@ def _kind(args: str) -> str | None:
     return None
 
 
+def _median(values) -> float:
+    values = list(values)
+    return statistics.median(values) if values else float("nan")
+
+
 def used_memory_mib() -> float:
     """The machine's used memory (``free``'s "used": total - available) in MiB."""
     fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
@@ -126,6 +131,13 @@ def utilisation(rows: pd.DataFrame, stage: str, slots: int = 2) -> tuple[float, 
     return part["trial_time_s"].sum() / (span * slots), part["wall_s"].sum() / (span * slots)
 
 
+def accepts(tree: Path, env: dict, flag: str) -> bool:
+    """Whether the tree's ``sweeps/pareto.py`` has the command-line flag ``flag``."""
+    out = subprocess.run([sys.executable, str(tree / "sweeps" / "pareto.py"), "--help"], env=env, cwd=tree,
+                         capture_output=True, text=True).stdout
+    return flag in out
+
+
 def one_sweep(tree: Path, storage: Path, references: int, smoke: bool, cache: Path | None = None) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     if cache is not None:  # a new user's first sweep: no data set, Inception feature or KID_max cached yet
@@ -134,8 +146,10 @@ def one_sweep(tree: Path, storage: Path, references: int, smoke: bool, cache: Pa
     sampler.start()
     t0 = time.perf_counter()
     extra = ["--smoke-test", "--num-samples", "2"] if smoke else []
+    if accepts(tree, env, "--references"):  # trees from before the calibrated attacks have no reference models
+        extra += ["--references", str(references)]
     proc = subprocess.run([sys.executable, str(tree / "sweeps" / "pareto.py"), *extra,
-                           "--references", str(references), "--storage", str(storage), "--name", "bench", "-q"],
+                           "--storage", str(storage), "--name", "bench", "-q"],
                           env=env, cwd=tree, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     sampler.stop.set()
@@ -144,6 +158,8 @@ def one_sweep(tree: Path, storage: Path, references: int, smoke: bool, cache: Pa
         raise RuntimeError(f"sweep in {tree} failed ({proc.returncode}): {proc.stderr[-2000:]}")
     rows = pd.read_parquet(storage / "bench" / "results")
     rows = rows[~rows["trial_id"].astype(str).str.contains("-pack")]  # a packed run shares its trial's time
+    if "trial_time_s" not in rows:  # a tree from before the rows recorded Tune's trial time: no overhead, no slot use
+        rows = rows.assign(trial_time_s=float("nan"), recorded_at=pd.NaT)
     overhead = (rows["trial_time_s"] - rows["wall_s"]).dropna()
     parts = {c: rows[c].dropna().median() if c in rows else float("nan") for c in ("ray_start_s", "worker_setup_s", "ray_end_s")}
     return {"sweep_s": wall, "trials": len(rows), "overhead_s": list(overhead), "parts": parts, "search": utilisation(rows, "search"),
@@ -175,7 +191,7 @@ def main() -> int:
                 r = one_sweep(Path(tree), storage, args.references, args.smoke, cache)
             results[label].append(r)
             print(f"[{time.strftime('%H:%M:%S')}] {label} repeat {repeat} ({'cold' if args.cold_cache else 'warm'} cache): sweep {r['sweep_s']:.1f} s, "
-                  f"{r['trials']} trials, overhead median {statistics.median(r['overhead_s']):.1f} s "
+                  f"{r['trials']} trials, overhead median {_median(r['overhead_s']):.1f} s "
                   f"(of which, medians: {', '.join(f'{k} {v:.1f}' for k, v in r['parts'].items())}), "
                   f"search-stage slots busy {r['search'][0]:.0%} (trial time) / {r['search'][1]:.0%} (run time), "
                   f"eval {r['eval_share']:.0%} of run time, whole sweep slots busy {r['busy']:.0%}, "
@@ -187,8 +203,8 @@ def main() -> int:
     for label, runs in results.items():
         over = [x for r in runs for x in r["overhead_s"]]
         busy = (statistics.median(r["search"][0] for r in runs), statistics.median(r["search"][1] for r in runs))
-        print(f"| {label} | {statistics.median(r['sweep_s'] for r in runs):.0f} | {statistics.median(over):.1f} "
-              f"({min(over):.1f}-{max(over):.1f}) | {busy[0]:.0%} / {busy[1]:.0%} | "
+        print(f"| {label} | {statistics.median(r['sweep_s'] for r in runs):.0f} | {_median(over):.1f} "
+              f"({min(over, default=float('nan')):.1f}-{max(over, default=float('nan')):.1f}) | {busy[0]:.0%} / {busy[1]:.0%} | "
               f"{statistics.median(r['eval_share'] for r in runs):.0%} | "
               f"{statistics.median(r['peak_total_mib'] for r in runs):.0f} | "
               f"{statistics.median(r['used_above_idle_mib'] for r in runs):.0f} |")
