@@ -15,7 +15,7 @@ from PIL import Image
 
 from akdray import storage
 from akdray.cli import main as akdray_main
-from akdray.metrics import features, folders, inception
+from akdray.metrics import feature_cache, features, folders, inception
 from akdray.metrics import kid as K
 from akdray.metrics.kid import KidOptions
 
@@ -55,7 +55,7 @@ def data(tmp_path_factory):
         # Small folders (8 real, 3 smooth + 3 noise fake) for the slow torch-fidelity comparison.
         _write_pngs(real[:8], root / "real_small", "r")
         _write_pngs(fake[3:9], root / "fake_small", "f")
-        real_feats = features.cached_features(REAL_KEY, real)  # also warms the disk cache
+        real_feats = feature_cache.cached_features(REAL_KEY, real)  # also warms the disk cache
         fake_feats = features.inception_features(fake)
         yield {
             "root": root,
@@ -229,58 +229,6 @@ def test_to_uint8():
     assert y[0, 0, 0].tolist() == [0, 0, 128, 255, 255, 255]
     with pytest.raises(TypeError):
         features.to_uint8(y)
-
-
-# ---------------------------------------------------------------------------- cache
-
-
-@pytest.fixture
-def fake_inception(monkeypatch, tmp_path):
-    """Replace the network with a cheap deterministic function that counts its calls."""
-    calls = []
-
-    def fake(images, batch_size=32, device="cpu"):
-        calls.append(images.shape[0])
-        x = images.double().flatten(1)
-        return torch.cat([x.mean(1, keepdim=True), x.std(1, keepdim=True)], 1).repeat(1, 1024).float()
-
-    monkeypatch.setattr(features, "inception_features", fake)
-    monkeypatch.setenv(storage.CACHE_ENV_VAR, str(tmp_path / "cache"))
-    return calls
-
-
-def test_cache_hit_and_invalidation(fake_inception):
-    calls = fake_inception
-    a = _smooth_images(4, seed=10)
-    f1 = features.cached_features("set", a)
-    f2 = features.cached_features("set", a.clone())
-    assert len(calls) == 1 and torch.equal(f1, f2)
-    files = sorted(features.cache_dir().glob("*.pt"))
-    assert len(files) == 1
-
-    b = a.clone()
-    b[0, 0, 0, 0] ^= 1  # one bit differs -> new entry, never the stale one
-    features.cached_features("set", b)
-    assert len(calls) == 2
-    features.cached_features("other-key", a)
-    assert len(calls) == 3
-    assert len(list(features.cache_dir().glob("*.pt"))) == 3
-    assert not [p for p in features.cache_dir().iterdir() if p.name.startswith(".")]  # no temporary file left
-
-    files[0].write_bytes(b"garbage")  # corrupt entry -> recomputed and rewritten
-    torch.testing.assert_close(features.cached_features("set", a), f1)
-    assert len(calls) == 4
-    features.cached_features("set", a)
-    assert len(calls) == 4
-
-
-def test_kid_max_is_cached(fake_inception, monkeypatch):
-    real = torch.cat([_smooth_images(5, seed=11), _noise_images(5, seed=12)])
-    v1 = K.kid_max(real, "km-set", KidOptions(subsets=5))
-    n = len(fake_inception)
-    monkeypatch.setattr(K, "kid_max_from_features", lambda *a, **k: pytest.fail("kid_max not cached"))
-    assert K.kid_max(real, "km-set", KidOptions(subsets=5)) == v1
-    assert len(fake_inception) == n
 
 
 # ---------------------------------------------------------------------------- folders and CLI

