@@ -22,9 +22,9 @@ from akdray.metrics import kid as K
 from akdray.metrics.kid import KidOptions
 
 
-def _images(n: int, seed: int) -> torch.Tensor:
+def _images(n: int, seed: int, size: int = 8) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 256, (n, 3, 8, 8), generator=g, dtype=torch.uint8)
+    return torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)
 
 
 def _fake_features(images: torch.Tensor) -> torch.Tensor:
@@ -62,101 +62,121 @@ def cache(monkeypatch, tmp_path):
     monkeypatch.setattr(features, "inception_features", features.inception_features)  # restored after the test
     log = tmp_path / "computed.log"
     _install_fake(log)
+    feature_cache.image_digests(_images(1, seed=0))  # hashes the weights once, before any fork
     return log
 
 
 def test_each_image_is_computed_once_and_subsets_hit(cache):
     a = _images(10, seed=1)
-    f = feature_cache.cached_features("val", a)
+    f = feature_cache.cached_features(a)
     torch.testing.assert_close(f, _fake_features(a))
     assert sum(_computed(cache).values()) == 10
-    # the same images, a prefix of them under another key, and the same images twice in one call
-    torch.testing.assert_close(feature_cache.cached_features("val", a.clone()), f)
-    torch.testing.assert_close(feature_cache.cached_features("val-first-5", a[:5]), f[:5])
-    both = feature_cache.cached_features_of_sets([("x", a), ("y", a[3:]), (None, a[:2])])
-    torch.testing.assert_close(both[1][0], f[3:])
-    assert both[2][1] is None and sum(_computed(cache).values()) == 12  # only the unkeyed set computed
-    assert both[0][1] == feature_cache.images_digest("x", a) != both[1][1]
+    # the same images, a prefix of them, and the same images twice in one call, with an uncached set
+    torch.testing.assert_close(feature_cache.cached_features(a.clone()), f)
+    torch.testing.assert_close(feature_cache.cached_features(a[:5]), f[:5])
+    out = feature_cache.cached_features_of_sets([(True, a), (True, a[3:]), (False, a[:2])])
+    torch.testing.assert_close(out[1], f[3:])
+    torch.testing.assert_close(out[2], f[:2])
+    assert sum(_computed(cache).values()) == 12  # only the uncached set
+
+
+def test_repeated_images_and_mixed_sizes_in_one_call(cache):
+    small, large = _images(3, seed=2), _images(2, seed=3, size=12)
+    repeated = torch.cat([small, small[:1], small])
+    out = feature_cache.cached_features_of_sets([(True, repeated), (True, large)])
+    torch.testing.assert_close(out[0], _fake_features(repeated))
+    torch.testing.assert_close(out[1], _fake_features(large))
+    assert sum(_computed(cache).values()) == 5
 
 
 def test_a_changed_bit_or_a_damaged_entry_is_recomputed(cache):
-    a = _images(4, seed=2)
-    f = feature_cache.cached_features("set", a)
+    a = _images(5, seed=4)
+    f = feature_cache.cached_features(a)
     b = a.clone()
     b[0, 0, 0, 0] ^= 1  # one bit differs: only that image is computed
-    feature_cache.cached_features("set", b)
-    assert sum(_computed(cache).values()) == 5
+    feature_cache.cached_features(b)
+    assert sum(_computed(cache).values()) == 6
     entries = sorted((feature_cache.cache_dir() / "images").rglob("*.f32"))
-    assert len(entries) == 5 and not [p for p in feature_cache.cache_dir().rglob(".*") if p.is_file()]
-    digests = feature_cache.image_digests(a)
-    path = feature_cache._entry_path(digests[1])
-    path.write_bytes(path.read_bytes()[:-4])  # truncated
-    other = feature_cache._entry_path(digests[2])
-    other.write_bytes(feature_cache._entry_path(digests[3]).read_bytes())  # another image's entry
-    torch.testing.assert_close(feature_cache.cached_features("set", a), f)
-    assert sum(_computed(cache).values()) == 7
-    feature_cache.cached_features("set", a)
-    assert sum(_computed(cache).values()) == 7
+    assert len(entries) == 6 and not [p for p in feature_cache.cache_dir().rglob(".*") if p.is_file()]
+    paths = [feature_cache._entry_path(d) for d in feature_cache.image_digests(a)]
+    paths[1].write_bytes(paths[1].read_bytes()[:-4])  # truncated
+    paths[2].write_bytes(paths[3].read_bytes())  # another image's entry
+    paths[3].write_bytes(b"X" + paths[3].read_bytes()[1:])  # not an entry of this format
+    torch.testing.assert_close(feature_cache.cached_features(a), f)
+    assert sum(_computed(cache).values()) == 9
+    feature_cache.cached_features(a)
+    assert sum(_computed(cache).values()) == 9
 
 
 def test_kid_max_is_cached(cache, monkeypatch):
-    real = _images(10, seed=3)
+    real = _images(10, seed=5)
     v1 = K.kid_max(real, "km-set", KidOptions(subsets=5))
+    n = sum(_computed(cache).values())
     monkeypatch.setattr(K, "kid_max_from_features", lambda *a, **k: pytest.fail("kid_max not cached"))
     assert K.kid_max(real, "km-set", KidOptions(subsets=5)) == v1
+    assert sum(_computed(cache).values()) == n  # nor the features
 
 
 def _evaluate_sets(cache_root: str, log: str, sets, start, results) -> None:
     os.environ[storage.CACHE_ENV_VAR] = cache_root
     _install_fake(Path(log), delay_per_image=0.02)
     start.wait(timeout=60)
+    t0 = time.monotonic()
     out = feature_cache.cached_features_of_sets(sets)
-    results.put([f.sum().item() for f, _ in out])
+    results.put(([f.sum().item() for f in out], time.monotonic() - t0))
 
 
 def test_two_processes_split_the_uncached_images(cache, tmp_path):
     """Two processes (a sweep's two teachers) need the same three real sets and their own generated
-    sets at once: each real image is computed by one of them, and both finish well before either
+    sets at once: each real image is computed by one of them, and both finish sooner than either
     would have alone."""
-    real = [("val", _images(32, seed=4)), ("test", _images(32, seed=5)), ("train", _images(32, seed=6))]
+    real = [(True, _images(32, seed=6)), (True, _images(32, seed=7)), (True, _images(32, seed=8))]
     ctx = multiprocessing.get_context("fork")
     start, results = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=_evaluate_sets, args=(os.environ[storage.CACHE_ENV_VAR], str(cache),
-                                                      real + [(None, _images(32, seed=10 + i))], start, results))
-             for i in range(2)]
+    procs = [ctx.Process(target=_evaluate_sets, daemon=True,
+                         args=(os.environ[storage.CACHE_ENV_VAR], str(cache), real + [(False, _images(32, seed=10 + i))],
+                               start, results)) for i in range(2)]
     for p in procs:
         p.start()
-    sums = [results.get(timeout=120) for _ in procs]
+    out = [results.get(timeout=120) for _ in procs]
     for p in procs:
         p.join(timeout=30)
         assert p.exitcode == 0
     per_process = _computed(cache)
     assert sum(per_process.values()) == 3 * 32 + 2 * 32  # every real image once, each generated set once
-    assert len(per_process) == 2 and min(per_process.values()) >= 32 + 32  # both shared the real images
-    assert sums[0][:3] == sums[1][:3] == [_fake_features(images).sum().item() for _, images in real]
+    assert len(per_process) == 2 and min(per_process.values()) >= 32 + 16  # both computed real images
+    alone = (3 * 32 + 32) * 0.02
+    assert max(seconds for _, seconds in out) < 0.9 * alone
+    assert out[0][0][:3] == out[1][0][:3] == [_fake_features(images).sum().item() for _, images in real]
 
 
 def _claim_then_hang(cache_root: str, log: str, images, started) -> None:
     os.environ[storage.CACHE_ENV_VAR] = cache_root
     _install_fake(Path(log), started=started, hang=True)
-    feature_cache.cached_features("set", images)
+    feature_cache.cached_features(images)
 
 
 def test_images_of_a_killed_process_are_computed_by_the_one_waiting(cache):
-    images = _images(2 * feature_cache.CLAIM_BATCHES * features.CPU_BATCH_SIZE, seed=7)
+    images = _images(2 * feature_cache.CLAIM_BATCHES * features.CPU_BATCH_SIZE, seed=9)
     ctx = multiprocessing.get_context("fork")
     started = ctx.Event()
-    holder = ctx.Process(target=_claim_then_hang, args=(os.environ[storage.CACHE_ENV_VAR], str(cache), images, started))
+    holder = ctx.Process(target=_claim_then_hang, daemon=True,
+                         args=(os.environ[storage.CACHE_ENV_VAR], str(cache), images, started))
     holder.start()
-    assert started.wait(timeout=60)  # it holds the claims of its first CLAIM_BATCHES batches and computes
-    out: list[torch.Tensor] = []
-    waiter = threading.Thread(target=lambda: out.append(feature_cache.cached_features("set", images)))
-    cpu = time.process_time()
-    waiter.start()
-    time.sleep(1.0)
-    assert waiter.is_alive()  # it computed the unclaimed half and waits for the claimed one,
-    assert time.process_time() - cpu < 0.5  # blocked, not polling
-    os.kill(holder.pid, signal.SIGKILL)
+    try:
+        assert started.wait(timeout=60)  # it holds the claims of its first CLAIM_BATCHES batches and computes
+        out: list[torch.Tensor] = []
+        waiter = threading.Thread(target=lambda: out.append(feature_cache.cached_features(images)), daemon=True)
+        waiter.start()
+        deadline = time.monotonic() + 30
+        while sum(_computed(cache).values()) < len(images) // 2 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the waiter computes the images nobody held
+        cpu = time.process_time()
+        time.sleep(1.0)
+        assert waiter.is_alive()  # and waits for the held ones,
+        assert time.process_time() - cpu < 0.3  # sleeping between looks, not spinning
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
     holder.join(timeout=30)
     waiter.join(timeout=60)
     assert holder.exitcode == -signal.SIGKILL and not waiter.is_alive()

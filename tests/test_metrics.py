@@ -55,7 +55,7 @@ def data(tmp_path_factory):
         # Small folders (8 real, 3 smooth + 3 noise fake) for the slow torch-fidelity comparison.
         _write_pngs(real[:8], root / "real_small", "r")
         _write_pngs(fake[3:9], root / "fake_small", "f")
-        real_feats = feature_cache.cached_features(REAL_KEY, real)  # also warms the disk cache
+        real_feats = feature_cache.cached_features(real)  # also warms the disk cache
         fake_feats = features.inception_features(fake)
         yield {
             "root": root,

@@ -4,30 +4,36 @@ KID is torch-fidelity's ``kid_features_to_metric`` (polynomial kernel, unbiased 
 over random subsets; Bińkowski et al. 2018) over the 2048-d Inception features of
 :mod:`akdray.metrics.features`. The real set is always torch-fidelity's ``input1`` and the
 generated set ``input2``. NKID = KID(outputs, real) / KID_max with KID_max = KID(black images,
-real): black images score 1, the real set itself about 0. Real-image features and KID_max are
-cached on disk under the real set's key.
+real): black images score 1, the real set itself about 0. Real-image features are cached on disk
+per image (:mod:`akdray.metrics.feature_cache`), KID_max per real set (its key and exact images).
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import math
 import os
+import re
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
 import torch
 from torch import Tensor
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
 
-from akdray.metrics.feature_cache import black_feature, cache_file, cached_features_of_sets, load_entry, save_entry
+from akdray import storage
+from akdray.metrics.feature_cache import black_feature, cache_dir, cached_features_of_sets
 from akdray.metrics.features import check_images
+from akdray.metrics.inception import FEATURE_EXTRACTOR_NAME, find_inception_weights, weights_sha1
 
 if TYPE_CHECKING:
     from akdray.config import RunConfig
 
 DEFAULT_KID_SUBSET_SIZE = 1000  # torch-fidelity's default; clamped to the smaller set
 KID_BLAS_THREADS_ENV_VAR = "AKDRAY_KID_BLAS_THREADS"  # 0: leave numpy's BLAS threads alone
+KID_MAX_FORMAT = "akdray-inception-features-v1"  # KID_max cache entries (the name of the format they began in)
 
 
 @dataclass(frozen=True)
@@ -102,26 +108,44 @@ def kid_max_from_features(real_feats: Tensor, options: KidOptions = KidOptions()
     return kid_from_features(real_feats, black, options)
 
 
-def _kid_max_cached(real_key: str | None, real_digest: str | None, real_feats: Tensor, options: KidOptions) -> float:
-    """KID_max with ``options.subset_size`` already clamped; cached under the real set's key and digest."""
-    if real_key is None or real_digest is None:
+def _kid_max_entry(real_key: str, real_uint8: Tensor, options: KidOptions) -> tuple[Path, str]:
+    """(path, tag) of the KID_max cache entry of a real set: its key, exact images, extractor and options."""
+    h = hashlib.sha256()
+    for part in (KID_MAX_FORMAT, FEATURE_EXTRACTOR_NAME, weights_sha1(find_inception_weights()), real_key):
+        b = part.encode("utf-8")
+        h.update(len(b).to_bytes(8, "little") + b)
+    arr = real_uint8.detach().cpu().contiguous().numpy()
+    h.update(repr((str(arr.dtype), arr.shape)).encode())
+    h.update(memoryview(arr).cast("B"))
+    tag = hashlib.sha256(f"{h.hexdigest()}|kid_max|{options.subset_size}|{options.subsets}|{options.seed}".encode()).hexdigest()
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", real_key)[:48].strip("._") or "key"
+    return cache_dir() / f"{safe}-kidmax-{tag[:40]}.pt", tag
+
+
+def _kid_max_cached(real_key: str | None, real_uint8: Tensor, real_feats: Tensor, options: KidOptions) -> float:
+    """KID_max with ``options.subset_size`` already clamped; cached under the real set's key and images."""
+    if real_key is None:
         return kid_max_from_features(real_feats, options)["kid_mean"]
-    tag = hashlib.sha256(f"{real_digest}|kid_max|{options.subset_size}|{options.subsets}|{options.seed}".encode()).hexdigest()
-    path = cache_file(real_key, tag, "kidmax")
-    entry = load_entry(path)
-    if entry is not None and entry.get("tag") == tag:
+    path, tag = _kid_max_entry(real_key, real_uint8, options)
+    try:
+        entry = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # missing, unreadable or truncated: computed and written again
+        entry = None
+    if isinstance(entry, dict) and entry.get("format") == KID_MAX_FORMAT and entry.get("tag") == tag:
         return float(entry["kid_max"])
     value = kid_max_from_features(real_feats, options)["kid_mean"]
-    save_entry(path, {"key": real_key, "tag": tag, "kid_max": float(value)})
+    buf = io.BytesIO()
+    torch.save({"format": KID_MAX_FORMAT, "key": real_key, "tag": tag, "kid_max": float(value)}, buf)
+    storage.write_bytes(str(path), buf.getvalue())
     return value
 
 
 def kid_max(real_uint8: Tensor, real_key: str | None, options: KidOptions = KidOptions()) -> float:
     """KID_max = KID(real, black images), N = len(real); cached under ``real_key`` if given."""
     check_images(real_uint8, "real images")
-    ((real_feats, digest),) = cached_features_of_sets([(real_key, real_uint8)], options.batch_size, options.device)
+    (real_feats,) = cached_features_of_sets([(real_key is not None, real_uint8)], options.batch_size, options.device)
     size = clamp_subset_size(options.subset_size, len(real_feats), len(real_feats))
-    return _kid_max_cached(real_key, digest, real_feats, replace(options, subset_size=size))
+    return _kid_max_cached(real_key, real_uint8, real_feats, replace(options, subset_size=size))
 
 
 def nkid(kid_value: float, kid_max: float) -> float:
@@ -134,20 +158,20 @@ def nkid(kid_value: float, kid_max: float) -> float:
 def quality_of_sets(sets: Mapping[str, tuple[Tensor, Tensor, str | None]], options: KidOptions) -> dict[str, dict]:
     """KID, KID_max and NKID of each named ``(real, fake, real_key)`` set, all features in one network pass.
 
-    Real features and KID_max are cached under ``real_key`` (``None``: no caching). KID and KID_max
+    Real features (per image) and KID_max are cached if ``real_key`` is given (``None``: no caching). KID and KID_max
     of a set use the same clamped subset size, subset count and seed. Returns, per name, ``kid``,
     ``kid_std``, ``kid_max``, ``nkid`` and ``kid_subset_size``.
     """
     for name, (real, fake, _) in sets.items():
         check_images(real, f"{name} real images".strip())
         check_images(fake, f"{name} fake images".strip())
-    entries = [(key, real) for real, _, key in sets.values()] + [(None, fake) for _, fake, _ in sets.values()]
+    entries = [(key is not None, real) for real, _, key in sets.values()] + [(False, fake) for _, fake, _ in sets.values()]
     feats = cached_features_of_sets(entries, options.batch_size, options.device)
     out = {}
-    for i, (name, (_, _, key)) in enumerate(sets.items()):
-        (real_feats, digest), (fake_feats, _) = feats[i], feats[len(sets) + i]
+    for i, (name, (real, _, key)) in enumerate(sets.items()):
+        real_feats, fake_feats = feats[i], feats[len(sets) + i]
         k = kid_from_features(real_feats, fake_feats, options)
-        km = _kid_max_cached(key, digest, real_feats, replace(options, subset_size=k["kid_subset_size"]))
+        km = _kid_max_cached(key, real, real_feats, replace(options, subset_size=k["kid_subset_size"]))
         out[name] = {"kid": k["kid_mean"], "kid_std": k["kid_std"], "kid_max": km, "nkid": nkid(k["kid_mean"], km),
                      "kid_subset_size": k["kid_subset_size"]}
     return out
