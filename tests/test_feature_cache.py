@@ -2,7 +2,8 @@
 
 The network is replaced by a cheap deterministic function of the image that records, in a file
 every process appends to, how many images it computed. The concurrency tests use real processes
-(forked), a real ``flock`` and a real SIGKILL.
+(spawned: a fork of a test process whose other threads hold locks can hang), a real ``flock`` and a
+real SIGKILL.
 """
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def cache(monkeypatch, tmp_path):
     monkeypatch.setattr(features, "inception_features", features.inception_features)  # restored after the test
     log = tmp_path / "computed.log"
     _install_fake(log)
-    feature_cache.image_digests(_images(1, seed=0))  # hashes the weights once, before any fork
+    feature_cache.image_digests(_images(1, seed=0))  # hashes the weights once, before any timing
     return log
 
 
@@ -120,6 +121,7 @@ def test_kid_max_is_cached(cache, monkeypatch):
 def _evaluate_sets(cache_root: str, log: str, sets, start, results) -> None:
     os.environ[storage.CACHE_ENV_VAR] = cache_root
     _install_fake(Path(log), delay_per_image=0.02)
+    feature_cache.image_digests(sets[0][1][:1])  # the weights hashed before the start, in both
     start.wait(timeout=60)
     t0 = time.monotonic()
     out = feature_cache.cached_features_of_sets(sets)
@@ -131,7 +133,7 @@ def test_two_processes_split_the_uncached_images(cache, tmp_path):
     sets at once: each real image is computed by one of them, and both finish sooner than either
     would have alone."""
     real = [(True, _images(32, seed=6)), (True, _images(32, seed=7)), (True, _images(32, seed=8))]
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")
     start, results = ctx.Barrier(2), ctx.Queue()
     procs = [ctx.Process(target=_evaluate_sets, daemon=True,
                          args=(os.environ[storage.CACHE_ENV_VAR], str(cache), real + [(False, _images(32, seed=10 + i))],
@@ -158,13 +160,13 @@ def _claim_then_hang(cache_root: str, log: str, images, started) -> None:
 
 def test_images_of_a_killed_process_are_computed_by_the_one_waiting(cache):
     images = _images(2 * feature_cache.CLAIM_BATCHES * features.CPU_BATCH_SIZE, seed=9)
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")
     started = ctx.Event()
     holder = ctx.Process(target=_claim_then_hang, daemon=True,
                          args=(os.environ[storage.CACHE_ENV_VAR], str(cache), images, started))
     holder.start()
     try:
-        assert started.wait(timeout=60)  # it holds the claims of its first CLAIM_BATCHES batches and computes
+        assert started.wait(timeout=120)  # it holds the claims of its first CLAIM_BATCHES batches and computes
         out: list[torch.Tensor] = []
         waiter = threading.Thread(target=lambda: out.append(feature_cache.cached_features(images)), daemon=True)
         waiter.start()

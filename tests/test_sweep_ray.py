@@ -153,30 +153,55 @@ def _alive_pids(class_name: str) -> list[int]:
     return [a.pid for a in actors if a.pid]
 
 
+def _run_folder_pid(scratch: Path, before: set[Path]):
+    """A callable: the pid named by the first temporary run folder (``akdray-trial-<pid>-*``) not in
+    ``before``, remembered once seen (the folder is deleted when its run is stored); None until then."""
+    seen: list[int] = []
+
+    def pid() -> int | None:
+        if not seen:
+            new = sorted(set(scratch.glob("akdray-trial-*")) - before)
+            if new:
+                seen.append(int(new[0].name[len("akdray-trial-"):].split("-", 1)[0]))
+        return seen[0] if seen else None
+    return pid
+
+
 class Killer(threading.Thread):
     """SIGKILLs the first live process of a Ray actor class once ``ready()`` holds; records every pid seen.
 
     Only a process that appeared after the Killer was made: an actor of an earlier test that Ray has
-    not yet torn down (the state API still lists it ALIVE) is never the one killed.
+    not yet torn down (the state API still lists it ALIVE) is never the one killed. With ``victim``,
+    the process killed is the pid it returns (e.g. the one named by the run folder it writes).
 
     The state API is asked for pids every ``refresh_s`` (one query can take a second on a busy
     machine) while ``ready()`` is polled every 10 ms, so a short window - a trial driver lives
     about a second after its checkpoint is stored - is not missed between two slow queries.
     """
 
-    def __init__(self, class_name: str, ready=lambda: True, delay_s: float = 0.0, refresh_s: float = 0.25):
+    def __init__(self, class_name: str, ready=lambda: True, delay_s: float = 0.0, refresh_s: float = 0.25,
+                 victim=None, poll_s: float = 0.01):
         super().__init__(daemon=True)
         self.class_name, self.ready, self.delay_s, self.refresh_s = class_name, ready, delay_s, refresh_s
+        self.victim, self.poll_s = victim, poll_s
         self.seen: list[int] = []
         self.killed: int | None = None
         self.stop = threading.Event()
-        self.earlier = set(self._refresh())  # asked now, before the test starts its trial
+        self.earlier = set(self._refresh(must_answer=True))  # asked now, before the test starts its trial
 
-    def _refresh(self) -> list[int]:
-        try:
-            pids = _alive_pids(self.class_name)
-        except Exception:  # noqa: BLE001 - the state API may not answer while actors start
-            pids = []
+    def _refresh(self, must_answer: bool = False) -> list[int]:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                pids = _alive_pids(self.class_name)
+                break
+            except Exception:  # noqa: BLE001 - the state API may not answer while actors start
+                if not must_answer or time.monotonic() > deadline:
+                    if must_answer:
+                        raise
+                    pids = []
+                    break
+                time.sleep(0.5)
         self.seen += [p for p in pids if p not in self.seen]
         return pids
 
@@ -185,14 +210,15 @@ class Killer(threading.Thread):
         while not self.stop.is_set() and self.killed is None:
             if time.monotonic() - asked > self.refresh_s:
                 pids, asked = [p for p in self._refresh() if p not in self.earlier], time.monotonic()
-            if pids and self.ready():
+            target = self.victim() if self.victim is not None else (pids[0] if pids else None)
+            if target is not None and self.ready():
                 time.sleep(self.delay_s)
                 try:
-                    os.kill(pids[0], signal.SIGKILL)
-                    self.killed = pids[0]
+                    os.kill(target, signal.SIGKILL)
+                    self.killed = target
                 except ProcessLookupError:  # it ended meanwhile: ask again
                     asked = 0.0
-            time.sleep(0.01)
+            time.sleep(self.poll_s)
         while not self.stop.is_set():  # keep recording pids (e.g. the restarted worker)
             self._refresh()
             time.sleep(0.25)
@@ -263,10 +289,10 @@ def test_local_mode_trial_killed_mid_run_is_retried_by_tune_and_stored_once(smok
     scratch = Path(tempfile.gettempdir())
     before = set(scratch.glob("akdray-trial-*"))
 
-    def running() -> bool:  # the trial made its temporary run folder: inside run()
-        return bool(set(scratch.glob("akdray-trial-*")) - before)
-
-    killer = Killer("ImplicitFunc", ready=running, delay_s=1.0)
+    # The process named by the trial's temporary run folder (it is inside run()), not the first
+    # ImplicitFunc the state API lists, and soon after the folder appears: on a fast machine the whole
+    # run takes a few seconds.
+    killer = Killer("ImplicitFunc", victim=_run_folder_pid(scratch, before), delay_s=0.2)
     killer.start()
     try:
         spec, df, local = _fault_search(smoke[1], "kill-local", "dmp", {"distill_epochs": 80}, max_failures=1,
@@ -291,7 +317,13 @@ def test_local_mode_trial_killed_after_storing_its_run_is_rereported_not_retrain
     """SIGKILL of the local-mode trial process as soon as its report.json exists: the retry finds the
     stored run and reports it (same row, one checkpoint folder, no second training)."""
     runs = smoke[1].parent / "kill-local-stored" / "runs"
-    killer = Killer("ImplicitFunc", ready=lambda: any(runs.glob("*/report.json")), delay_s=0.0)
+    scratch = Path(tempfile.gettempdir())
+    # The trial's own process, known from its run folder before it stores the run, and report.json
+    # looked for every millisecond: from report.json to the result reaching Tune takes under 10 ms on
+    # a fast machine (a kill 8-10 ms after it missed the window), far less than the state API takes
+    # to list a new actor.
+    killer = Killer("ImplicitFunc", ready=lambda: any(runs.glob("*/report.json")), delay_s=0.0,
+                    victim=_run_folder_pid(scratch, set(scratch.glob("akdray-trial-*"))), poll_s=0.001)
     killer.start()
     try:
         spec, df, local = _fault_search(smoke[1], "kill-local-stored", "gauss", max_failures=1, train_workers=0)
