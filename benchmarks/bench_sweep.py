@@ -142,12 +142,12 @@ def one_sweep(tree: Path, storage: Path, references: int, smoke: bool, cache: Pa
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     if cache is not None:  # a new user's first sweep: no data set, Inception feature or KID_max cached yet
         env["AKDRAY_CACHE"] = str(cache)
-    sampler = Sampler()
-    sampler.start()
-    t0 = time.perf_counter()
     extra = ["--smoke-test", "--num-samples", "2"] if smoke else []
     if accepts(tree, env, "--references"):  # trees from before the calibrated attacks have no reference models
         extra += ["--references", str(references)]
+    sampler = Sampler()  # started after the probe above, which is not part of the sweep
+    sampler.start()
+    t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, str(tree / "sweeps" / "pareto.py"), *extra,
                            "--storage", str(storage), "--name", "bench", "-q"],
                           env=env, cwd=tree, capture_output=True, text=True)
