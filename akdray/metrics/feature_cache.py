@@ -60,12 +60,19 @@ def cache_dir() -> Path:
 # --------------------------------------------------------------------------------------------
 # Entries
 # --------------------------------------------------------------------------------------------
+def extractor_hash(entry_format: str, *more: str) -> "hashlib._Hash":
+    """A SHA-256 begun with the length-prefixed ``entry_format``, the extractor's name and weights, and
+    ``more``: the start of every cache entry's address, so entries of other weights never match."""
+    h = hashlib.sha256()
+    for part in (entry_format, FEATURE_EXTRACTOR_NAME, weights_sha1(find_inception_weights()), *more):
+        b = part.encode("utf-8")
+        h.update(len(b).to_bytes(8, "little") + b)
+    return h
+
+
 def image_digests(images: Tensor) -> list[str]:
     """The hex digest of each uint8 ``[3, H, W]`` image of ``images``: extractor identity, shape, bytes."""
-    prefix = hashlib.sha256()
-    for part in ("akdray-inception-image-v2", FEATURE_EXTRACTOR_NAME, weights_sha1(find_inception_weights())):
-        b = part.encode("utf-8")
-        prefix.update(len(b).to_bytes(8, "little") + b)
+    prefix = extractor_hash("akdray-inception-image-v2")
     out = []
     for image in images.detach().cpu().contiguous().numpy():
         h = prefix.copy()

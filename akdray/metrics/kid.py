@@ -24,9 +24,8 @@ from torch import Tensor
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
 
 from akdray import storage
-from akdray.metrics.feature_cache import black_feature, cache_dir, cached_features_of_sets
+from akdray.metrics.feature_cache import black_feature, cache_dir, cached_features_of_sets, extractor_hash
 from akdray.metrics.features import check_images
-from akdray.metrics.inception import FEATURE_EXTRACTOR_NAME, find_inception_weights, weights_sha1
 
 if TYPE_CHECKING:
     from akdray.config import RunConfig
@@ -110,10 +109,7 @@ def kid_max_from_features(real_feats: Tensor, options: KidOptions = KidOptions()
 
 def _kid_max_entry(real_key: str, real_uint8: Tensor, options: KidOptions) -> tuple[Path, str]:
     """(path, tag) of the KID_max cache entry of a real set: its key, exact images, extractor and options."""
-    h = hashlib.sha256()
-    for part in (KID_MAX_FORMAT, FEATURE_EXTRACTOR_NAME, weights_sha1(find_inception_weights()), real_key):
-        b = part.encode("utf-8")
-        h.update(len(b).to_bytes(8, "little") + b)
+    h = extractor_hash(KID_MAX_FORMAT, real_key)
     arr = real_uint8.detach().cpu().contiguous().numpy()
     h.update(repr((str(arr.dtype), arr.shape)).encode())
     h.update(memoryview(arr).cast("B"))
