@@ -190,17 +190,19 @@ class Killer(threading.Thread):
         self.earlier = set(self._refresh(must_answer=True))  # asked now, before the test starts its trial
 
     def _refresh(self, must_answer: bool = False) -> list[int]:
+        """The live pids of the class; ``[]`` if the state API does not answer, unless ``must_answer``
+        (then it is asked again for up to 30 s)."""
         deadline = time.monotonic() + 30
         while True:
             try:
                 pids = _alive_pids(self.class_name)
                 break
             except Exception:  # noqa: BLE001 - the state API may not answer while actors start
-                if not must_answer or time.monotonic() > deadline:
-                    if must_answer:
-                        raise
+                if not must_answer:
                     pids = []
                     break
+                if time.monotonic() > deadline:
+                    raise
                 time.sleep(0.5)
         self.seen += [p for p in pids if p not in self.seen]
         return pids
