@@ -5,10 +5,11 @@ not measured) plus ``INFO_KEYS``; the analysis reads exactly these names from Pa
 """
 from __future__ import annotations
 
+from akdray.attacks.registry import ATTACKS  # the attacks, listed once (numpy, no torch)
+
 ROW_FILE, CONFIG_FILE, SCORES_FILE, SAMPLES_FILE = "row.json", "config.json", "scores.parquet", "samples.parquet"
 AUDIT_FILE, ROC_FILE = "audit.json", "roc.png"
 
-ATTACKS = ("loss", "cal", "lira")  # Eq. 3; difficulty calibration; offline LiRA (akdray.attacks.scores)
 ATTACK_SUFFIXES = ("auc", "auc_lo", "auc_hi", "tpr_at_1pct_fpr", "tpr_at_0p1pct_fpr", "balanced_acc")
 
 
@@ -22,12 +23,12 @@ TEXT_METRIC_KEYS = ("leak_source", "val_leak_source")  # the attacks ``leak`` wa
 # of the members vs the validation non-members, and KID/NKID of the validation images.
 VAL_METRIC_KEYS = tuple(f"val_{c}" for c in (
     *(c for a in ATTACKS for c in attack_columns(a)), "attack_n_members", "attack_n_nonmembers", "leak", "leak_source",
-    "kid", "nkid"))
+    "kid", "nkid", "hfer", "swd"))
 METRIC_KEYS = (
     *(c for a in ATTACKS for c in attack_columns(a)), "attack_n_members", "attack_n_nonmembers", "n_references",
     "leak", "leak_source", *attack_columns("proxy_mia"), "proxy_mia_n_members", "proxy_mia_n_nonmembers",
-    "train_l1", "test_l1", "kid", "kid_std", "kid_max", "nkid", "kid_subset_size_used", "kid_train", "nkid_train",
-    "gen_gap", "dp_epsilon", "dp_sample_rate", "dp_steps", "final_loss_G_l1", "final_loss_D", *VAL_METRIC_KEYS,
+    "train_l1", "test_l1", "kid", "kid_std", "kid_max", "nkid", "hfer", "swd", "kid_subset_size_used", "kid_train",
+    "nkid_train", "gen_gap", "dp_epsilon", "dp_sample_rate", "dp_steps", "final_loss_G_l1", "final_loss_D", *VAL_METRIC_KEYS,
 )
 INFO_KEYS = ("status", "error", "wall_s", "prepare_s", "train_s", "eval_s", "device_used", "started_at", "finished_at",
              "akdray_version", "torch_version", "host")

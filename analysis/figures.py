@@ -4,8 +4,8 @@
   staircase, the picks starred, AKD's NKID bound dashed, (0.5, 0) marked "ideal" (leak 0.5 = no
   measurable leakage).
 * :func:`roc_figure` - ROC curves of the picked models on log-log axes (sklearn ``roc_curve`` on
-  the ``scores`` dataset): the ``lira`` attack where the run has reference models, else ``loss``
-  (Eq. 3). Rates are floored at half of one step (0.5 / n) so zero rates stay on the log axes.
+  the ``scores`` dataset): the last attack of the registry (:mod:`akdray.attacks.registry`) the run
+  has scores of (``lira`` where the run has reference models, else ``loss``, Eq. 3). Rates are floored at half of one step (0.5 / n) so zero rates stay on the log axes.
 * :func:`loss_histograms` - Fig 7: reconstruction loss of members vs non-members for the Regular
   (teacher) model and AKD.
 * :func:`sample_grid` - Figs 5/6: input, ground truth, teacher, DP-SGD, DMP, AKD (then Gauss if
@@ -28,7 +28,10 @@ import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
+from akdray import axes  # noqa: E402
 from akdray.attacks.metrics import log_roc  # noqa: E402
+from akdray.attacks.registry import ATTACKS  # noqa: E402
+from analysis.fronts import selection_axes  # noqa: E402
 from analysis.load import METHOD_ORDER  # noqa: E402
 
 COLORS = {"teacher": "black", "akd": "tab:red", "dmp": "tab:blue", "dpsgd": "tab:green", "gauss": "tab:purple"}
@@ -53,28 +56,30 @@ def _save(fig, path: Path) -> Path:
 
 
 def pareto_figure(trials: pd.DataFrame, front: pd.DataFrame, picks: pd.DataFrame, path: Path, title: str) -> Path:
-    """Trials (ok, non-confirm), their fronts and the picks of one data set."""
+    """Trials (ok, non-confirm), their fronts and the picks of one data set, on the selection axes."""
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    x, y = selection_axes(trials)
     for method in METHOD_ORDER:
         mine = trials[trials["method"] == method]
         if mine.empty:
             continue
-        ax.scatter(mine["leak"], mine["nkid"], s=14, alpha=0.35, color=COLORS[method], label=f"{NAMES[method]} trials")
-        line = front[front["method"] == method].sort_values(["leak", "nkid"])
-        ax.step(line["leak"], line["nkid"], where="post", color=COLORS[method], lw=1.6, label=f"{NAMES[method]} front")
-    for (_, method), group in picks.groupby(["trial_id", "method"], sort=False):
-        x, y = float(group["leak"].iloc[0]), float(group["nkid"].iloc[0])
-        ax.scatter([x], [y], marker="*", s=150, color=COLORS.get(method, "grey"), edgecolor="black", linewidths=0.7, zorder=5)
-        ax.annotate("+".join(group["pick"]), (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7)
+        ax.scatter(mine[x], mine[y], s=14, alpha=0.35, color=COLORS[method], label=f"{NAMES[method]} trials")
+        line = front[front["method"] == method].sort_values([x, y])
+        ax.step(line[x], line[y], where="post", color=COLORS[method], lw=1.6, label=f"{NAMES[method]} front")
+    for (_, method), group in picks.groupby(["trial_id", "method"], sort=False):  # picks: selection measures
+        px, py = float(group["leak"].iloc[0]), float(group["nkid"].iloc[0])
+        ax.scatter([px], [py], marker="*", s=150, color=COLORS.get(method, "grey"), edgecolor="black", linewidths=0.7, zorder=5)
+        ax.annotate("+".join(group["pick"]), (px, py), xytext=(4, 4), textcoords="offset points", fontsize=7)
     bound = picks.loc[picks["pick"] == "akd", "target"]
     if len(bound) and np.isfinite(bound.iloc[0]):
         ax.axhline(bound.iloc[0], color=COLORS["akd"], ls="--", lw=0.8, label="AKD NKID bound: teacher × (1 + tol)")
-    ax.scatter([0.5], [0], marker="*", s=220, color="gold", edgecolor="black", zorder=6)
-    ax.annotate("ideal (no leakage, perfect images)", (0.5, 0), xytext=(6, 6), textcoords="offset points", fontsize=8)
-    ax.set_xlim(0.48, max(1.0, float(trials["leak"].max()) + 0.02) if len(trials) else 1.0)
-    ax.set_ylim(-0.03, max(1.0, float(trials["nkid"].max()) + 0.03) if len(trials) else 1.0)
-    ax.set_xlabel("leak = max over attacks of max(AUC, 1 - AUC)  (0.5 = no measurable leakage)")
-    ax.set_ylabel("NKID (lower = better utility)")
+    ax.scatter([axes.IDEAL[0]], [axes.IDEAL[1]], marker="*", s=220, color="gold", edgecolor="black", zorder=6)
+    ax.annotate("ideal (no leakage, perfect images)", axes.IDEAL, xytext=(6, 6), textcoords="offset points", fontsize=8)
+    for axis, column, setter in ((axes.PRIVACY, x, ax.set_xlim), (axes.UTILITY, y, ax.set_ylim)):
+        top = max(axis.worst, float(trials[column].max()) + axis.margin) if len(trials) else axis.worst
+        setter(axis.chance - axis.margin, top)
+    ax.set_xlabel(axes.PRIVACY.label)
+    ax.set_ylabel(axes.UTILITY.label)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
@@ -92,10 +97,10 @@ def roc_figure(scores: pd.DataFrame, reps: pd.DataFrame, path: Path, title: str)
     fig, ax = plt.subplots(figsize=(5.6, 5.0))
     floor, drawn = 1.0, 0
     for _, rep in reps.iterrows():
-        attack = "lira"
-        s = _attack_scores(scores, rep["trial_id"], attack)
-        if s.empty:
-            attack, s = "loss", _attack_scores(scores, rep["trial_id"], "loss")
+        for attack in reversed(ATTACKS):  # the last attack of the registry the run has scores of
+            s = _attack_scores(scores, rep["trial_id"], attack)
+            if len(s):
+                break
         member = s["is_member"].astype(bool).to_numpy() if len(s) else np.zeros(0, dtype=bool)
         if member.all() or not member.any():
             continue

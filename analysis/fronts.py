@@ -12,10 +12,11 @@ contribute nothing. Fronts use the ``teacher`` and ``search``
 stages only - ``confirm`` rows repeat picked configurations over seeds and are not new points.
 
 Selection never sees the test set: where a sweep has validation measures (``val_leak``,
-``val_nkid``: akdray >= 0.2, whose search trials evaluate on the validation set only), the
-``leak`` and ``nkid`` of the rows returned by :func:`frontier_rows` ARE those validation values
-(``measured_on = "val"``); older sweeps keep their test values (``measured_on = "test"``).
-The report's tables read the test columns of the confirmation rows.
+``val_nkid``: akdray >= 0.2, whose search trials evaluate on the validation set only), fronts,
+picks and hypervolumes read those columns (:func:`selection_axes`; ``measured_on = "val"``); older
+sweeps are selected on their test values (``measured_on = "test"``). No column is renamed: the
+tables read the test columns ``leak``/``nkid`` of the confirmation rows. The axes, their chance
+values and the hypervolume reference are defined once, in :mod:`akdray.axes`.
 """
 from __future__ import annotations
 
@@ -24,12 +25,10 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from akdray import axes
+from akdray.axes import REFERENCE
 from akdray.pareto import pareto_mask  # noqa: F401  (re-exported for the analysis API)
-from analysis.load import METHOD_ORDER, normalize_results, ok_rows
-
-OBJECTIVES = ("leak", "nkid")
-IDEAL = (0.5, 0.0)
-REFERENCE = (1.0, 1.0)
+from analysis.load import METHOD_ORDER, normalize_results
 
 
 def hypervolume(points: Iterable[tuple[float, float]], reference: tuple[float, float] = REFERENCE) -> float:
@@ -50,20 +49,29 @@ def uses_validation(results: pd.DataFrame) -> bool:
         pd.to_numeric(results.loc[results["stage"] == "search", "val_leak"], errors="coerce").notna().any())
 
 
+def selection_axes(rows: pd.DataFrame) -> tuple[str, str]:
+    """The (privacy, utility) columns selection reads on ``rows`` of :func:`frontier_rows`
+    (``measured_on``), or on results rows (validation columns where the sweep has them)."""
+    if "measured_on" in rows and len(rows):
+        return axes.columns(str(rows["measured_on"].iloc[0]))
+    return axes.columns("val" if uses_validation(rows) else "test")
+
+
 def frontier_rows(results: pd.DataFrame) -> pd.DataFrame:
-    """The ok rows fronts and picks are built from: stages other than ``confirm``, with ``leak`` and
-    ``nkid`` the selection measures (validation values where the sweep has them; ``measured_on``)."""
+    """The ok rows fronts and picks are built from: stages other than ``confirm``, with both selection
+    measures present (:func:`selection_axes`: validation values where the sweep has them; ``measured_on``)."""
     rows = normalize_results(results)
     rows = rows[rows["stage"] != "confirm"]
-    if uses_validation(rows):
-        rows = rows.assign(leak=rows["val_leak"], nkid=rows["val_nkid"], measured_on="val")
-    else:
-        rows = rows.assign(measured_on="test")
-    return ok_rows(rows)
+    rows = rows.assign(measured_on="val" if uses_validation(rows) else "test")
+    x, y = selection_axes(rows)
+    return rows[(rows["status"] == "ok") & rows[x].notna() & rows[y].notna()]
 
 
-def pareto_front(rows: pd.DataFrame, x: str = OBJECTIVES[0], y: str = OBJECTIVES[1]) -> pd.DataFrame:
-    """The non-dominated rows of one group, sorted by ``x``, then ``y``, then ``trial_id``."""
+def pareto_front(rows: pd.DataFrame, x: str | None = None, y: str | None = None) -> pd.DataFrame:
+    """The non-dominated rows of one group in columns ``x``, ``y`` (default :func:`selection_axes`),
+    sorted by ``x``, then ``y``, then ``trial_id``."""
+    if x is None or y is None:
+        x, y = selection_axes(rows)
     front = rows[pareto_mask(rows[x], rows[y])]
     return front.sort_values([x, y, "trial_id"], kind="mergesort")
 
@@ -78,6 +86,7 @@ def fronts(results: pd.DataFrame) -> pd.DataFrame:
 def hypervolume_table(results: pd.DataFrame, reference: tuple[float, float] = REFERENCE) -> pd.DataFrame:
     """One row per (preset, method): trials used, front size and hypervolume vs ``reference``."""
     rows = frontier_rows(results)
+    x, y = selection_axes(rows)
     records = []
     for preset in sorted(rows["preset"].unique()):
         for method in METHOD_ORDER:
@@ -86,5 +95,5 @@ def hypervolume_table(results: pd.DataFrame, reference: tuple[float, float] = RE
                 continue
             front = pareto_front(group)
             records.append(dict(preset=preset, method=method, n_trials=len(group), n_front=len(front),
-                                hypervolume=hypervolume(zip(front["leak"], front["nkid"]), reference)))
+                                hypervolume=hypervolume(zip(front[x], front[y]), reference)))
     return pd.DataFrame(records, columns=["preset", "method", "n_trials", "n_front", "hypervolume"])

@@ -34,8 +34,9 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from akdray import axes
 from akdray.config import FIELD_TYPES, METHODS_NEEDING_TEACHER, from_dict
-from analysis.fronts import frontier_rows, pareto_front
+from analysis.fronts import frontier_rows, pareto_front, selection_axes
 from analysis.load import normalize_results
 
 BASELINES = ("dmp", "dpsgd", "gauss")
@@ -46,6 +47,7 @@ CONFIRM_SEED_START = 100  # confirmation seeds 100.. are disjoint from every see
 DEFAULT_SEEDS = tuple(range(CONFIRM_SEED_START, CONFIRM_SEED_START + 5))
 GROUPNORM_PICK = "teacher-groupnorm"
 NO_MATCH = "no trial within tolerance"
+# ``leak`` and ``nkid`` of a pick are its selection measures (``measured_on``: validation or test values).
 PICK_COLUMNS = ["preset", "pick", "method", "match", "trial_id", "seed", "leak", "nkid", "target",
                 "distance", "tolerance", "within", "measured_on", "rule"]
 TEACHER_PLACEHOLDER = "<teacher of the same seed, filled by the sweep>"
@@ -57,34 +59,37 @@ def _first(rows: pd.DataFrame, keys: list[str]) -> pd.Series:
 
 def _record(preset, pick, row, match="", target=np.nan, distance=np.nan, rule="", tolerance=np.nan,
             within=True) -> dict[str, Any]:
+    x, y = axes.columns(row.get("measured_on", "test"))
     return dict(preset=preset, pick=pick, method=row["method"], match=match, trial_id=row["trial_id"],
-                seed=int(row["seed"]), leak=float(row["leak"]), nkid=float(row["nkid"]),
+                seed=int(row["seed"]), leak=float(row[x]), nkid=float(row[y]),
                 target=float(target), distance=float(distance), tolerance=float(tolerance), within=bool(within),
                 measured_on=row.get("measured_on", "test"), rule=rule)
 
 
-def _matched(preset: str, method: str, cands: pd.DataFrame, ref: pd.Series, axis: str, tol: float) -> dict[str, Any]:
-    """The ``<method>@utility`` (axis nkid, relative ``tol``) or ``@privacy`` (axis leak, absolute) pick."""
-    other = "leak" if axis == "nkid" else "nkid"
-    row, dist = nearest(cands, axis, ref[axis], [other, axis])
-    allowed = tol * abs(float(ref[axis])) if axis == "nkid" else tol
+def _matched(preset: str, method: str, cands: pd.DataFrame, ref: pd.Series, axis: axes.Axis, tol: float) -> dict[str, Any]:
+    """The ``<method>@utility`` (the utility axis, relative ``tol``) or ``@privacy`` (privacy, absolute) pick."""
+    x, y = selection_axes(cands)
+    column, other = (y, x) if axis is axes.UTILITY else (x, y)
+    row, dist = nearest(cands, column, ref[column], [other, column])
+    allowed = tol * abs(float(ref[column])) if axis is axes.UTILITY else tol
     within = dist <= allowed + 1e-12
-    kind = "utility" if axis == "nkid" else "privacy"
-    what = "NKID" if axis == "nkid" else "leak"
-    rule = (f"nearest {what} to AKD within {allowed:.4g}; ties: lower {other}, {axis}, trial_id" if within else
-            f"{NO_MATCH} (|Δ{what}| <= {allowed:.4g}): nearest shown, distance {dist:.4g}")
-    return _record(preset, f"{method}@{kind}", row, kind, ref[axis], dist, rule, allowed, within)
+    what = {"utility": "NKID", "privacy": "leak"}[axis.name]
+    names = {x: "leak", y: "nkid"}  # the rule's words name the measures, not the block they were taken on
+    rule = (f"nearest {what} to AKD within {allowed:.4g}; ties: lower {names[other]}, {names[column]}, trial_id"
+            if within else f"{NO_MATCH} (|Δ{what}| <= {allowed:.4g}): nearest shown, distance {dist:.4g}")
+    return _record(preset, f"{method}@{axis.name}", row, axis.name, ref[column], dist, rule, allowed, within)
 
 
 def pick_akd(akd_rows: pd.DataFrame, teacher_nkid: float, tol: float = DEFAULT_TOL) -> tuple[pd.Series, str]:
     """AKD's operating point by the rule of step 2; returns (row, rule that applied)."""
-    front = pareto_front(akd_rows)
+    x, y = selection_axes(akd_rows)
+    front = pareto_front(akd_rows, x, y)
     bound = teacher_nkid * (1.0 + tol)
-    qualifying = front[front["nkid"] <= bound] if np.isfinite(bound) else front.iloc[:0]
+    qualifying = front[front[y] <= bound] if np.isfinite(bound) else front.iloc[:0]
     if len(qualifying):
-        return _first(qualifying, ["leak", "nkid", "trial_id"]), f"lowest leak on front with NKID <= {bound:.4g}"
+        return _first(qualifying, [x, y, "trial_id"]), f"lowest leak on front with NKID <= {bound:.4g}"
     why = "no teacher" if not np.isfinite(bound) else f"no front point with NKID <= {bound:.4g}"
-    return _first(front, ["nkid", "leak", "trial_id"]), f"{why}: lowest NKID on front"
+    return _first(front, [y, x, "trial_id"]), f"{why}: lowest NKID on front"
 
 
 def nearest(rows: pd.DataFrame, column: str, target: float, ties: list[str]) -> tuple[pd.Series, float]:
@@ -99,6 +104,7 @@ def matched_picks(results: pd.DataFrame, tol: float = DEFAULT_TOL, baselines: It
     """The picks of every data set: teacher (and teacher-groupnorm), akd, then ``b@utility`` and
     ``b@privacy`` per baseline, each with ``within`` its tolerance or not (rule 4)."""
     rows = frontier_rows(results)
+    _, y = selection_axes(rows)
     records = []
     for preset in sorted(rows["preset"].unique()):
         here = rows[rows["preset"] == preset]
@@ -107,7 +113,7 @@ def matched_picks(results: pd.DataFrame, tol: float = DEFAULT_TOL, baselines: It
         if groupnorm.any():
             records.append(_record(preset, GROUPNORM_PICK, _first(here[groupnorm], ["seed", "trial_id"]),
                                    rule="teacher with norm=group (DP-SGD's architecture); lowest seed, then trial_id"))
-        teacher_nkid = float(teachers["nkid"].mean()) if len(teachers) else np.nan
+        teacher_nkid = float(teachers[y].mean()) if len(teachers) else np.nan
         if len(teachers):
             rule = f"lowest seed, then trial_id; teacher mean NKID {teacher_nkid:.4g} over {len(teachers)} rows"
             records.append(_record(preset, "teacher", _first(teachers, ["seed", "trial_id"]), rule=rule))
@@ -119,8 +125,8 @@ def matched_picks(results: pd.DataFrame, tol: float = DEFAULT_TOL, baselines: It
             cands = here[here["method"] == method]
             if cands.empty:
                 continue
-            records.append(_matched(preset, method, cands, ref, "nkid", utility_tol))
-            records.append(_matched(preset, method, cands, ref, "leak", privacy_tol))
+            records.append(_matched(preset, method, cands, ref, axes.UTILITY, utility_tol))
+            records.append(_matched(preset, method, cands, ref, axes.PRIVACY, privacy_tol))
     return pd.DataFrame(records, columns=PICK_COLUMNS)
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from akdray.attacks.registry import ATTACKS
 from akdray.recipe import recipe_key
 from analysis.load import METHOD_ORDER, normalize_results
 from analysis.picks import pick_labels
@@ -43,7 +44,7 @@ TABLES = (
     TableSpec("table2", "Table II", "Privacy: leak = max over attacks of max(AUC, 1 − AUC) (0.5 = no measurable "
               "leakage) and each attack's AUCROC (loss = Eq. 3; cal, lira = calibrated with reference models), "
               "mean ± std over seeds, [the per-run 95 % bootstrap CI, averaged]; utility: NKID (lower is better).",
-              (("leak", "leak"), ("loss_auc", "AUC loss"), ("cal_auc", "AUC cal"), ("lira_auc", "AUC lira"),
+              (("leak", "leak"), *((f"{a}_auc", f"AUC {a}") for a in ATTACKS),
                ("lira_tpr_at_1pct_fpr", "lira TPR @ 1% FPR"), ("nkid", "NKID"), ("dp_epsilon", "DP ε"))),
     TableSpec("table3", "Table III", "Attack TPR at low FPR, loss (Eq. 3) and lira attacks; — = not measurable "
               "(fewer than 10 / FPR non-members) or no reference models.",

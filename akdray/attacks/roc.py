@@ -8,9 +8,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from akdray.attacks.metrics import log_roc
-from akdray.schema import ATTACKS
-
-STYLES = dict(zip(ATTACKS, ("-", "--", ":")))
+from akdray.attacks.registry import ATTACKS, REGISTRY
 
 
 def roc_png(scores: Mapping[str, pd.DataFrame], path: Path, title: str) -> Path:
@@ -34,7 +32,7 @@ def roc_png(scores: Mapping[str, pd.DataFrame], path: Path, title: str) -> Path:
             fpr, tpr, low = log_roc(member, score)
             floor = min(floor, low)
             name = attack if len(scores) == 1 else f"{model}, {attack}"
-            ax.plot(fpr, tpr, lw=1.4, ls=STYLES[attack], color=None if len(scores) == 1 else colour,
+            ax.plot(fpr, tpr, lw=1.4, ls=REGISTRY[attack].style, color=None if len(scores) == 1 else colour,
                     label=f"{name} (AUC {roc_auc_score(member, score):.3f})")
     ax.plot([floor, 1], [floor, 1], color="grey", ls=":", lw=1, label="chance")
     ax.set(xscale="log", yscale="log", xlim=(floor, 1), ylim=(floor, 1.05), xlabel="false positive rate",

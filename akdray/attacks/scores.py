@@ -27,8 +27,8 @@ LIRA_PER_IMAGE_STD_MIN_K = 16  # below this, one global sigma (LiRA's fixed-vari
 _EPS = 1e-8  # floor of a loss before the log (a perfect reconstruction has loss 0)
 
 
-def loss_score(target: np.ndarray) -> np.ndarray:
-    """Eq. 3: lower reconstruction loss -> more likely a member."""
+def loss_score(target: np.ndarray, refs: np.ndarray | None = None) -> np.ndarray:
+    """Eq. 3: lower reconstruction loss -> more likely a member (``refs`` unused)."""
     return -np.asarray(target, dtype=float)
 
 
@@ -56,11 +56,9 @@ def lira_score(target: np.ndarray, refs: np.ndarray) -> np.ndarray:
 
 
 def attack_scores(target: np.ndarray, refs: np.ndarray) -> dict[str, np.ndarray]:
-    """Every attack the references allow: loss always; cal with K >= 1; lira with K >= 2."""
-    out = {"loss": loss_score(target)}
-    k = np.asarray(refs).shape[0] if np.asarray(refs).ndim == 2 else 0
-    if k >= 1:
-        out["cal"] = cal_score(target, refs)
-    if k >= LIRA_MIN_REFERENCES:
-        out["lira"] = lira_score(target, refs)
-    return out
+    """Every attack of the registry (:mod:`akdray.attacks.registry`) the K reference models allow."""
+    from akdray.attacks.registry import REGISTRY, available
+
+    refs = np.asarray(refs, dtype=float)
+    k = refs.shape[0] if refs.ndim == 2 else 0
+    return {name: REGISTRY[name].score(target, refs) for name in available(k)}

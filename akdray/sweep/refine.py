@@ -16,6 +16,8 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
+from akdray import axes
+
 REFINE_PAD = 0.25  # each narrowed range is padded by this fraction of the original span (log span for log params)
 
 
@@ -86,8 +88,8 @@ def refine_picks(spec, pick_fn: Callable[[pd.DataFrame], pd.DataFrame],
     """Run the refinement rounds of a finished sweep; returns the final picks (``pick_fn`` of the results).
 
     ``pick_fn``: ``analysis.picks.matched_picks``; ``rows_fn``: ``analysis.fronts.frontier_rows`` (the
-    ok rows with ``leak``/``nkid`` the selection measures). ``spec.refine_trials`` trials per unmatched
-    pick and round, at most ``spec.refine_rounds`` rounds; each round's studies run side by side.
+    ok rows with both selection measures: :func:`akdray.axes.columns` of the picks' ``measured_on``).
+    ``spec.refine_trials`` trials per unmatched pick and round, at most ``spec.refine_rounds`` rounds; each round's studies run side by side.
     """
     from akdray.sweep import stages  # imports Ray
     from akdray.sweep.references import found_references
@@ -103,7 +105,8 @@ def refine_picks(spec, pick_fn: Callable[[pd.DataFrame], pd.DataFrame],
         selection = rows_fn(stages.sweep_rows(spec))
         planned = []
         for pick in todo.itertuples():
-            defense, seed, axis = str(pick.method), int(pick.seed), "nkid" if pick.match == "utility" else "leak"
+            privacy, utility = axes.columns(str(pick.measured_on))  # the selection measures the picks were made on
+            defense, seed, axis = str(pick.method), int(pick.seed), utility if pick.match == "utility" else privacy
             if seed not in teacher_of:
                 print(f"akdray refine: no teacher for seed {seed}; {pick.pick} left unmatched")
                 continue
