@@ -26,6 +26,7 @@ from akdray.attacks.suite import audit_sample, membership_row, run_attacks, scor
 from akdray.config import RunConfig
 from akdray.data.splits import PairedImages, Splits
 from akdray.metrics.kid import KidOptions, generalization_gap, quality_of_sets
+from akdray.metrics.sharpness import sharpness_of
 from akdray.schema import SAMPLE_COLUMNS, VAL_METRIC_KEYS
 
 
@@ -114,13 +115,16 @@ def evaluate(serve: Serve, splits: Splits, cfg: RunConfig, *, proxy_leakage: boo
 
 
 def _quality_columns(kid_sets: dict[str, tuple[torch.Tensor, torch.Tensor, str]], cfg: RunConfig, device) -> dict:
-    """Row columns of the KID sets (``val``; ``test`` and ``train``), their Inception features in one pass."""
+    """Row columns of the KID sets (``val``; ``test`` and ``train``), their Inception features in one pass;
+    the sharpness measures ``hfer`` and ``swd`` (:mod:`akdray.metrics.sharpness`) of ``val`` and ``test``."""
     q = quality_of_sets(kid_sets, KidOptions.from_config(cfg, device)) if kid_sets else {}
     out = {}
     if "val" in q:
-        out.update(val_kid=q["val"]["kid"], val_nkid=q["val"]["nkid"])
+        sharp = sharpness_of(kid_sets["val"][1], kid_sets["val"][0], cfg.seed)
+        out.update(val_kid=q["val"]["kid"], val_nkid=q["val"]["nkid"], val_hfer=sharp["hfer"], val_swd=sharp["swd"])
     if "test" in q:
         test_q, train_q = q["test"], q["train"]
+        out.update(sharpness_of(kid_sets["test"][1], kid_sets["test"][0], cfg.seed))  # hfer, swd beside nkid
         out.update(kid=test_q["kid"], kid_std=test_q["kid_std"], kid_max=test_q["kid_max"], nkid=test_q["nkid"],
                    kid_subset_size_used=test_q["kid_subset_size"], kid_train=train_q["kid"], nkid_train=train_q["nkid"],
                    gen_gap=generalization_gap(train_q["nkid"], test_q["nkid"]))
