@@ -227,15 +227,18 @@ def synthetic_facades(n: int, size: int, data_seed: int, role: str, style: str =
     ``texture_draw`` (``sharp`` only; for benchmarks): the same layouts and colours with the random
     detail drawn from another stream - another plausible photo of each label map.
     """
-    xs, ys = [], []
-    for i in range(n):
-        rng = np.random.default_rng([data_seed, ROLE_IDS[role], i])
-        texture = None if texture_draw is None else np.random.default_rng([data_seed, ROLE_IDS[role], i, 1 + texture_draw])
-        x, y = _render_pair(rng, size, style, texture)
-        xs.append(x)
-        ys.append(y)
+    xs, ys = zip(*(render_one(i, size, data_seed, role, style, texture_draw) for i in range(n)))
     to_tensor = lambda arrs: torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).contiguous()  # noqa: E731
     return to_tensor(xs), to_tensor(ys), _names(role, n)
+
+
+def render_one(index: int, size: int, data_seed: int, role: str, style: str = "textured",
+               texture_draw: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Pair ``index`` of :func:`synthetic_facades` as uint8 HWC arrays (label map, photo); the
+    ``texture_draw`` of one pair without rendering the others (the renderer as a teacher)."""
+    rng = np.random.default_rng([data_seed, ROLE_IDS[role], index])
+    texture = None if texture_draw is None else np.random.default_rng([data_seed, ROLE_IDS[role], index, 1 + texture_draw])
+    return _render_pair(rng, size, style, texture)
 
 
 def _names(role: str, n: int) -> tuple[str, ...]:
