@@ -9,6 +9,11 @@ LiRA; 0 = the loss attack only). Writes ``audit.json`` (every attack's AUC with 
 1 % / 0.1 % FPR - null where there are too few non-members - and ``leak``), ``scores.parquet``
 (per image and attack) and ``roc.png`` (log-log ROC, one curve per attack).
 
+Inputs are checked by :mod:`akdray.audit_inputs` before any work (image sizes of every audited file -
+``--resize`` to resize on purpose, recorded as ``"resized": true`` -, at least 4 members and 4
+non-members, ``--data`` for an official checkpoint, references distinct, not the target, of its
+family and disjoint from the audited images); the output folder is written atomically (all or nothing).
+
 Control: a held-out reference run given as ``--checkpoint`` never saw the audited members, so its
 cal and lira AUCs should have CIs containing 0.5.
 """
@@ -18,33 +23,49 @@ import json
 from pathlib import Path
 from typing import Sequence
 
+import torch
+
 from akdray.attacks.roc import roc_png
-from akdray.attacks.references import load_references, load_target, serve_generator
+from akdray.attacks.references import load_references, serve_generator
 from akdray.attacks.scores import LIRA_MIN_REFERENCES
 from akdray.attacks.suite import audit_sample
+from akdray.audit_inputs import (check_audit_counts, check_reference_runs, check_references_disjoint,
+                                 check_split_sizes, require_data)
+from akdray.checkpoint import load_generator
 from akdray.config import ConfigError, RunConfig
-from akdray.data.aligned import DataError, list_images, read_rgb
-from akdray.data.splits import load_splits
+from akdray.data.aligned import DataError, list_images, load_aligned_split
+from akdray.data.splits import PairedImages, Splits, check_disjoint, load_splits, local_root
 from akdray.evaluate import audit
-from akdray.outdir import check_out_dir
+from akdray.outdir import atomic_dir, check_out_dir
+from akdray.preflight import check_count, check_not_inside, check_uri, checked_device, expand
 from akdray.reference_recipe import reference_config
 from akdray.schema import ATTACKS, AUDIT_FILE, ROC_FILE, SCORES_FILE
-from akdray.train import resolve_device
+
+MAX_REFERENCES = 64  # reference models trained or loaded by one audit (LiRA's papers use up to 256 on CIFAR)
+REFERENCE_SPLIT = "val"  # where references trained here draw their pairs (never an audited image)
+
 
 def audit_data_config(target_cfg: RunConfig, data: str | None, data_seed: int | None = None) -> RunConfig:
-    """The data the audit reads: the target's own (or another synthetic draw ``data_seed``), or the
-    aligned folder ``data`` (same image size)."""
+    """The data the audit reads: the target's own (or another synthetic draw ``data_seed``), or every
+    pair of the aligned folder ``data`` (``train/`` members, ``test/`` non-members)."""
     cfg = target_cfg.replace(method="teacher", teacher_checkpoint="", reference_checkpoints="",
                              **({} if data_seed is None else {"data_seed": data_seed}))
     if not data:
         return cfg
-    cfg = cfg.replace(data_source="aligned", data_root=str(data))
-    first = list_images(Path(data) / cfg.train_split)[0]
-    width, height = read_rgb(first).size
-    if (width // 2, height) != (cfg.image_size, cfg.image_size):
-        raise DataError(f"data folder {data} holds {width // 2}x{height} image pairs ({first.name}), but the "
-                        f"checkpoint's generator takes {cfg.image_size}x{cfg.image_size}")
-    return cfg
+    return cfg.replace(data_source="aligned", data_root=str(data), n_train=0, n_test=0, proxy_pool_size=0,
+                       proxy_size=0, attack_n_per_side=0, n_val=0, eval_split="test")
+
+
+def _folder_splits(root: Path, cfg: RunConfig, resize: bool) -> Splits:
+    """``--data``: every pair of train/ (members) and test/ (non-members), sizes checked first (val/ is not read)."""
+    if not root.is_dir():
+        raise DataError(f"--data {cfg.data_root} is not a folder (expected train/ = members and test/ = non-members)")
+    check_split_sizes(root, (cfg.train_split, cfg.test_split), cfg.image_size, resize=resize, label="--data")
+    load = lambda split: PairedImages(*load_aligned_split(root / split, cfg.image_size, cfg.direction))  # noqa: E731
+    train, test = load(cfg.train_split), load(cfg.test_split)
+    check_disjoint(train, test, "test")
+    return Splits(train=train, proxy=train.subset(torch.arange(0)), test=test,
+                  key=f"audit-{root.resolve()}-{cfg.direction}-{cfg.image_size}px")
 
 
 def train_references(cfg: RunConfig, n: int, out: Path) -> list[str]:
@@ -62,33 +83,57 @@ def train_references(cfg: RunConfig, n: int, out: Path) -> list[str]:
 
 
 def audit_checkpoint(checkpoint: str, out: str | Path, *, data: str | None = None, references: int = 0,
-                     reference_runs: Sequence[str] = (), data_seed: int | None = None) -> dict:
-    """Everything ``akdray audit`` does; returns the audit record (also written as ``audit.json``)."""
-    out = Path(out)
-    check_out_dir(out)  # new or empty, and writable: probed before references are trained
+                     reference_runs: Sequence[str] = (), data_seed: int | None = None, resize: bool = False) -> dict:
+    """Everything ``akdray audit`` does; returns the audit record (also written as ``audit.json``).
+
+    Every input is checked before any work (akdray.audit_inputs); the folder is written atomically."""
+    checkpoint, data = expand(checkpoint), (expand(check_uri(data, "--data")) if data else data)
+    reference_runs = [expand(p) for p in reference_runs]
+    out = check_out_dir(expand(out))  # new or empty, and writable: probed before references are trained
     if references and reference_runs:
         raise ConfigError("give either --references N or --reference-runs, not both")
+    check_count("--references", references, 0, MAX_REFERENCES)
+    check_count("--reference-runs (count)", len(reference_runs), 0, MAX_REFERENCES)
     n_refs = len(reference_runs) or references
     if n_refs and n_refs < LIRA_MIN_REFERENCES:
         raise ConfigError(f"LiRA needs at least {LIRA_MIN_REFERENCES} reference models, got {n_refs} (or give 0)")
-    if references < 0:
-        raise ConfigError("--references must be >= 0")
-    G, target_cfg = load_target(checkpoint)
-    cfg = audit_data_config(target_cfg, data, data_seed)
-    loaded = load_references(cfg, list(reference_runs))  # checked before anything is trained
-    splits = load_splits(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = list(reference_runs) or train_references(cfg, references, out)
-    loaded = loaded or load_references(cfg, paths)
-    device = resolve_device(cfg)
+    check_not_inside(out, {"--data": data, "--checkpoint": checkpoint,
+                           **{f"--reference-runs {p}": p for p in reference_runs}})
+    target = load_generator(checkpoint)
+    require_data(target.format, target.file, data)
+    cfg = audit_data_config(target.cfg, data, data_seed)
+    device = checked_device(cfg)
+    if data:
+        root = local_root(data)
+        splits = _folder_splits(root, cfg, resize)
+        if references:  # references trained here draw their pairs from val/, never from an audited split
+            check_split_sizes(root, (cfg.train_split, REFERENCE_SPLIT, cfg.test_split), None, label="--data")
+            list_images(root / REFERENCE_SPLIT)
+    else:
+        if cfg.data_source == "aligned":
+            root = local_root(cfg.data_root)
+            check_split_sizes(root, (cfg.train_split, cfg.test_split), None, label="data_root")
+        splits = load_splits(cfg)
     members_idx, nonmembers_idx = audit_sample(len(splits.train), len(splits.test), cfg.attack_n_per_side, cfg.seed)
-    row, scores, _ = audit(serve_generator(G, cfg, device), [serve_generator(R, cfg, device) for R, _ in loaded],
-                           splits.train.subset(members_idx), splits.test.subset(nonmembers_idx), cfg)
-    record = {"checkpoint": str(checkpoint), "target_method": target_cfg.method, "data": data or splits.key,
-              "references": paths, "inference_mode": cfg.inference_mode, **row}
-    (out / AUDIT_FILE).write_text(json.dumps(record, indent=2) + "\n")
-    scores.to_parquet(out / SCORES_FILE, index=False)
-    roc_png({"target": scores}, out / ROC_FILE, f"audit of {Path(str(checkpoint)).name} ({target_cfg.method})")
+    members, nonmembers = splits.train.subset(members_idx), splits.test.subset(nonmembers_idx)
+    check_audit_counts(len(members), len(nonmembers), f"audit of {checkpoint}")
+    loaded = load_references(cfg, list(reference_runs))  # checked before anything is trained
+    if reference_runs:
+        check_reference_runs(target.file, target.cfg if target.format == "akdray" else None, target.generator, cfg,
+                             loaded, reference_runs)
+        check_references_disjoint([c for _, c in loaded], reference_runs, members, nonmembers)
+    with atomic_dir(out) as tmp:
+        trained = train_references(cfg, references, tmp) if references else []
+        loaded = loaded or load_references(cfg, trained)
+        paths = list(reference_runs) or [str(out / Path(p).relative_to(tmp)) for p in trained]
+        row, scores, _ = audit(serve_generator(target.generator, cfg, device),
+                               [serve_generator(R, cfg, device) for R, _ in loaded], members, nonmembers, cfg)
+        record = {"checkpoint": str(checkpoint), "target_method": target.cfg.method if target.format == "akdray"
+                  else f"official {target.format}", "data": data or splits.key, "resized": bool(data and resize),
+                  "references": paths, "inference_mode": cfg.inference_mode, **row}
+        (tmp / AUDIT_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        scores.to_parquet(tmp / SCORES_FILE, index=False)
+        roc_png({"target": scores}, tmp / ROC_FILE, f"audit of {Path(str(checkpoint)).name} ({record['target_method']})")
     return record
 
 

@@ -54,6 +54,26 @@ def _read(file: Path):
                           f"(truncated, corrupt or not tensors): {type(exc).__name__}: {first}") from None
 
 
+def check_finite_weights(state: dict, file: Path) -> None:
+    """Every weight a floating-point tensor of finite values (integer only for BatchNorm's step counter).
+
+    A NaN or infinite weight makes every output NaN (translate writes black or grey PNGs, an audit
+    reports a leak of garbage, a Gauss run on it "succeeds"); an integer or complex tensor would be
+    cast silently by ``load_state_dict``. Refused at load time, naming the first bad entry."""
+    for key, value in state.items():
+        if not torch.is_tensor(value):
+            continue
+        if key.endswith("num_batches_tracked") and not value.is_floating_point() and not value.is_complex():
+            continue
+        if not value.is_floating_point():
+            raise ConfigError(f"checkpoint {file}: weight {key!r} is a {str(value.dtype).replace('torch.', '')} tensor, "
+                              "not floating point: not a trained generator's weights")
+        if not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise ConfigError(f"checkpoint {file}: weight {key!r} holds {bad} non-finite value(s) (NaN or inf): "
+                              "the model diverged or the file is damaged")
+
+
 def load_generator(path: str | Path, *, image_size: int | None = None, use_dropout: bool = True) -> LoadedGenerator:
     """Read a generator: akdray's ``checkpoint.pt`` (rebuilt from its own config) or an official
     pix2pix ``latest_net_G.pth`` (architecture inferred from its keys; ``image_size`` defaults to
@@ -61,6 +81,8 @@ def load_generator(path: str | Path, *, image_size: int | None = None, use_dropo
     file = resolve_checkpoint(path)
     blob = _read(file)
     if not (isinstance(blob, dict) and "config" in blob and "generator" in blob):
+        if isinstance(blob, dict):
+            check_finite_weights(blob, file)
         generator, cfg = generator_from_official(blob, file, image_size, use_dropout)
         return LoadedGenerator(generator, cfg, "pix2pix", file)
     try:
@@ -68,6 +90,8 @@ def load_generator(path: str | Path, *, image_size: int | None = None, use_dropo
         state = blob["generator"]
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"checkpoint {file} is not an akdray checkpoint: {exc}") from None
+    if isinstance(state, dict):
+        check_finite_weights(state, file)
     generator = build_generator(cfg)
     try:
         generator.load_state_dict(state, strict=True)
@@ -83,7 +107,11 @@ def data_identity(cfg: RunConfig, name: str):
 
 
 def check_teacher_compatible(cfg: RunConfig, teacher_cfg: RunConfig, file: str) -> None:
-    """The teacher must have been trained on this run's private data at this image size."""
+    """The teacher must have been trained on this run's private data at this image size, and be a deployed
+    model (a ``reference`` run is a shadow model of the audit, never a teacher)."""
+    if teacher_cfg.method == "reference":
+        raise ConfigError(f"teacher checkpoint {file} is a 'reference' run (a shadow model for the calibrated attacks), "
+                          "not a teacher; give a teacher run")
     for name in DATA_IDENTITY_FIELDS:
         mine, theirs = data_identity(cfg, name), data_identity(teacher_cfg, name)
         if mine != theirs:

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
+from akdray.bounds import FIELD_MAX, MIN_AUDIT_PER_SIDE, audit_size_problem, field_range  # noqa: F401 (re-exported)
+
 METHODS = ("teacher", "akd", "dmp", "dpsgd", "gauss", "reference")
 DEPLOYED_METHODS = METHODS[:5]  # the methods whose models are deployed and judged (not the reference models)
 DISTILLATION_METHODS = ("akd", "dmp")
@@ -180,6 +182,11 @@ def _positive(cfg: RunConfig, *names: str, allow_zero: bool = False) -> None:
 
 
 def _check_values(cfg: RunConfig) -> None:
+    for name, high in FIELD_MAX.items():
+        value = getattr(cfg, name)
+        if value > high:
+            raise ConfigError(f"field {name!r} must be at most {high:,}, got {value!r} (no run could finish; "
+                              "`akdray fields` lists every bound)")
     _choice(cfg, "method", METHODS)
     _choice(cfg, "data_source", DATA_SOURCES)
     _choice(cfg, "norm", NORMS)
@@ -205,6 +212,10 @@ def _check_values(cfg: RunConfig) -> None:
     if cfg.d_layers < 1 or size // 2 ** cfg.d_layers < 4:
         raise ConfigError(f"field 'd_layers': {cfg.d_layers} stride-2 layers leave under 4 pixels of image_size {size}")
     _positive(cfg, "ngf", "ndf", "batch_size", "lr", "eval_batch_size", "kid_subsets", "kid_subset_size")
+    if cfg.kid_subset_size < 2:  # the unbiased MMD of KID needs 2 images per subset
+        raise ConfigError(f"field 'kid_subset_size' must be at least 2 (KID's unbiased MMD), got {cfg.kid_subset_size}")
+    if cfg.kid_max_images == 1:
+        raise ConfigError("field 'kid_max_images' must be 0 (all) or at least 2 (KID's unbiased MMD), got 1")
     _positive(cfg, "l1_lambda", "distill_lambda", "dp_max_grad_norm")
     _positive(cfg, "epochs", "epochs_decay", "distill_epochs", "distill_epochs_decay", allow_zero=True)
     _positive(cfg, "n_train", "proxy_pool_size", "proxy_size", "n_test", "attack_n_per_side", "n_sample_images",
@@ -248,6 +259,9 @@ def _check_values(cfg: RunConfig) -> None:
         raise ConfigError("fields 'epochs' + 'epochs_decay' must be positive")
     if cfg.distill_epochs + cfg.distill_epochs_decay == 0 and cfg.method in DISTILLATION_METHODS:
         raise ConfigError("fields 'distill_epochs' + 'distill_epochs_decay' must be positive")
+    problem = audit_size_problem(cfg)
+    if problem:
+        raise ConfigError(problem)
 
 
 # --------------------------------------------------------------------------------------------

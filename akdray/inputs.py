@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from akdray.data.aligned import IMAGE_SUFFIXES, DataError, header_size, list_images, read_rgb, resize_square
+from akdray.data.aligned import IMAGE_SUFFIXES, DataError, check_utf8_name, header_size, list_images, read_rgb, resize_square
 from akdray.data.splits import InputImages
 
 LAYOUTS = ("auto", "single", "aligned")
@@ -36,6 +36,7 @@ def list_input_files(path: str | Path, layout: str = "auto") -> list[InputFile]:
     if root.is_file():
         if root.suffix.lower() not in IMAGE_SUFFIXES:
             raise DataError(f"input {root} is not an image ({', '.join(IMAGE_SUFFIXES)})")
+        check_utf8_name(root)
         files = [root]
     elif root.is_dir():
         files = list_images(root)
@@ -49,9 +50,10 @@ def list_input_files(path: str | Path, layout: str = "auto") -> list[InputFile]:
                         "pass --layout single or --layout aligned")
     aligned = layout == "aligned" or (layout == "auto" and all(pair))
     if aligned:
-        for f, (w, _) in zip(files, sizes):
-            if w % 2:
-                raise DataError(f"{f} is not an A|B pair: width {w} is odd (expected A and B side by side)")
+        for f, (w, h) in zip(files, sizes):
+            if w != 2 * h:
+                raise DataError(f"{f} is {w}x{h}, not an A|B pair of two square halves (width = 2 x height): "
+                                "--layout aligned would feed half of a single image to the model; use --layout single")
     stems: dict[str, Path] = {}
     for f in files:
         if f.stem in stems:

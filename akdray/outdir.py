@@ -19,6 +19,8 @@ def check_out_dir(out_dir: str | Path | None, flag: str = "--out") -> Path | Non
     if out_dir is None:
         return None
     out = Path(out_dir)
+    if out.is_symlink():  # a dangling link passed every check and failed after training; a live one is replaced
+        raise ConfigError(f"{flag} {out} is a symbolic link (to {os.readlink(out)}); give a real, new or empty folder")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{flag} {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):

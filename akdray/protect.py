@@ -23,6 +23,8 @@ import torch
 from torch import nn
 
 import akdray
+from akdray import seeds
+from akdray import seeds
 from akdray.attacks.references import load_references, serve_generator
 from akdray.attacks.scores import LIRA_MIN_REFERENCES
 from akdray.audit import train_references
@@ -37,12 +39,19 @@ from akdray.pix2pix_format import check_exportable, check_image_size, write_offi
 from akdray.attacks.roc import roc_png
 from akdray.protect_audit import audit_model, model_summary
 from akdray.schema import ATTACKS, CONFIG_FILE
-from akdray.train import resolve_device
+from akdray.audit_inputs import check_audit_counts, check_split_sizes
+from akdray.data.splits import local_root
+from akdray.preflight import check_count, check_not_inside, check_uri, checked_device, expand
 
 PROTECT_FILE, REPORT_FILE, ROC_FILE, SCORES_FILE, OFFICIAL_DIR = (
     "protect.json", "report.md", "roc.png", "scores.parquet", "pix2pix")
 ARCH_FIELDS = ("image_size", "ngf", "unet_depth", "norm", "use_dropout")
 REFERENCE_SPLIT = "val"  # the audit data's split reference models train on (pairs, never audited)
+# Fields protect sets itself: a --set of one of them would be ignored or contradict what runs (e.g.
+# method=dmp used to train AKD and record "dmp").
+PROTECT_OWNS = ("method", "teacher_checkpoint", "data_source", "data_root", "proxy_split", "n_val", "eval_split",
+                "reference_checkpoints")
+MAX_REFERENCES = 64
 NOT_MEASURED = "no --audit-data: nothing was measured; the student's privacy and quality are unverified"
 
 
@@ -58,6 +67,7 @@ class ProtectJob:
     out: Path
     device: torch.device
     references: int = 0  # reference models to train on <audit-data>/val for the cal and lira attacks
+    resized: bool = False  # --resize: audit images of another size were resized to the model's
 
 
 def _typed(overrides: dict[str, str]) -> dict:
@@ -77,32 +87,51 @@ def _digests(x: torch.Tensor) -> list[str]:
     return [hashlib.sha1(img.numpy().tobytes()).hexdigest() for img in x]
 
 
-def _load_audit(root: Path, cfg: RunConfig, proxy: InputImages) -> Splits:
-    """Members (``train/``) and non-members (``test/``); refuses a proxy input that is a member's input."""
+def _load_audit(root: Path, cfg: RunConfig, proxy: InputImages, resize: bool = False) -> Splits:
+    """Members (``train/``) and non-members (``test/``); refuses a proxy input that is a member's or a
+    non-member's input (a student trained on the non-members' inputs would be audited on them as unseen)."""
     if not root.is_dir():
         raise DataError(f"--audit-data {root} does not exist (expected {root}/{cfg.train_split} and {root}/{cfg.test_split})")
+    check_split_sizes(root, (cfg.train_split, cfg.test_split), cfg.image_size, resize=resize, label="--audit-data")
     load = lambda split, n: PairedImages(*load_aligned_split(root / split, cfg.image_size, cfg.direction, n))  # noqa: E731
     train, test = load(cfg.train_split, cfg.n_train), load(cfg.test_split, cfg.n_test)
     check_disjoint(train, test, "test")
     members = dict(zip(_digests(train.x), train.names))
+    nonmembers = dict(zip(_digests(test.x), test.names))
     for digest, name in zip(_digests(proxy.x), proxy.names):
         if digest in members:
             raise DataError(f"proxy image {name} is the input of member {members[digest]}: the proxy set must not "
                             "overlap the private training set")
+        if digest in nonmembers:
+            raise DataError(f"proxy image {name} is the input of non-member {nonmembers[digest]}: the student would "
+                            "be trained on the inputs it is then audited on as unseen; the proxy set must not overlap "
+                            f"{root / cfg.test_split}")
     if cfg.attack_n_per_side > min(len(train), len(test)):
         raise DataError(f"field 'attack_n_per_side' ({cfg.attack_n_per_side}) exceeds the smaller of "
                         f"{root / cfg.train_split} ({len(train)}) and {root / cfg.test_split} ({len(test)})")
+    check_audit_counts(cfg.attack_n_per_side or len(train), cfg.attack_n_per_side or len(test), f"--audit-data {root}")
     empty = PairedImages(train.x[:0], train.y[:0], ())
     return Splits(train=train, proxy=empty, test=test, key=f"audit-{root.resolve()}-{cfg.direction}-{cfg.image_size}px")
 
 
 def prepare_protect(teacher: str | Path, proxy: str | Path, out: str | Path, *, audit_data: str | Path | None = None,
                     preset: str = "cpu-small", overrides: dict[str, str] | None = None, layout: str = "auto",
-                    references: int = 0) -> ProtectJob:
+                    references: int = 0, resize: bool = False) -> ProtectJob:
     """Check every input (teacher, proxy, audit data, output folder, export) before any training."""
-    out_dir = check_out_dir(out)
+    teacher, proxy = expand(teacher), expand(proxy)
+    audit_data = expand(check_uri(str(audit_data), "--audit-data")) if audit_data else None
+    out_dir = check_out_dir(expand(out))
+    check_not_inside(out_dir, {"--teacher": teacher, "--proxy": proxy, "--audit-data": audit_data})
+    check_count("--references", references, 0, MAX_REFERENCES)
+    owned = sorted(set(overrides or {}) & set(PROTECT_OWNS))
+    if owned:
+        raise ConfigError(f"--set {', '.join(owned)}: protect sets {', '.join(PROTECT_OWNS)} itself (it trains AKD "
+                          "students from --teacher on --proxy and audits on --audit-data); use those flags instead")
     user = _typed(overrides or {})
     loaded = load_generator(teacher, image_size=user.get("image_size"), use_dropout=user.get("use_dropout", True))
+    if loaded.format == "akdray" and loaded.cfg.method == "reference":
+        raise ConfigError(f"--teacher {teacher} is a 'reference' run (a shadow model for the calibrated attacks), "
+                          "not a deployed model to protect")
     files = list_input_files(proxy, layout)
     values = {**_teacher_defaults(loaded), "method": "akd", "teacher_checkpoint": str(loaded.file),
               "data_source": "aligned", "data_root": str(audit_data or proxy), "proxy_split": str(Path(proxy).resolve()),
@@ -112,15 +141,21 @@ def prepare_protect(teacher: str | Path, proxy: str | Path, out: str | Path, *, 
     cfg = make_config(preset, values)
     check_image_size(cfg.image_size, loaded.cfg.resolved_unet_depth, loaded.file)
     check_exportable(cfg)
+    device = checked_device(cfg)
+    audit_root = local_root(audit_data) if audit_data else None
     if cfg.proxy_size > len(files):
         raise DataError(f"field 'proxy_size' ({cfg.proxy_size}) is larger than the proxy folder {proxy} ({len(files)} images)")
-    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.proxy_size].sort().values
+    draw = torch.Generator().manual_seed(seeds.PROXY_SUBSET.seed(cfg.seed))
+    order = torch.randperm(len(files), generator=draw)[: cfg.proxy_size].sort().values
     picked = [files[i] for i in order.tolist()]
     inputs = InputImages(torch.stack([read_input(f, cfg.image_size, cfg.direction) for f in picked]),
                          tuple(str(f.path) for f in picked))
-    audit = _load_audit(Path(audit_data), cfg, inputs) if audit_data else None
-    _check_references(references, audit_data)
-    return ProtectJob(cfg, loaded, inputs, files[0].aligned, audit, out_dir, resolve_device(cfg), references)
+    _check_references(references, audit_root)
+    if audit_root is not None and references:
+        check_split_sizes(audit_root, (cfg.train_split, REFERENCE_SPLIT, cfg.test_split), None, label="--audit-data")
+    audit = _load_audit(audit_root, cfg, inputs, resize) if audit_root is not None else None
+    return ProtectJob(cfg, loaded, inputs, files[0].aligned, audit, out_dir, device, references,
+                      resized=bool(audit_root is not None and resize))
 
 
 def _check_references(n: int, audit_data: str | Path | None) -> None:
@@ -147,7 +182,7 @@ def _audit_both(job: ProtectJob, student: nn.Module, reference_runs: list[str]) 
     results = {name: audit_model(serve_generator(G, cfg, device), job.audit, cfg, device, references)
                for name, G in models.items()}
     first = results["teacher"][0]
-    audit = {"data": cfg.data_root, "inference_mode": cfg.inference_mode,
+    audit = {"data": cfg.data_root, "resized": job.resized, "inference_mode": cfg.inference_mode,
              "attacks": [a for a in ATTACKS if first.get(f"{a}_auc") is not None],
              "n_references": len(references), "n_members": int(first["attack_n_members"]),
              "n_nonmembers": int(first["attack_n_nonmembers"]), "n_bootstrap": cfg.attack_bootstrap,
@@ -232,7 +267,7 @@ def report_markdown(result: dict) -> str:
               f"inference mode `{audit['inference_mode']}`; 95% CIs from {audit['n_bootstrap']} seeded bootstrap "
               "resamples; TPR at an FPR f is – where fewer than 10/f non-members support it.", "",
               *audit_table(audit), "",
-              f"Leakage (leak = largest max(AUC, 1−AUC) over the attacks; 0.5 = none measurable) went from "
+              f"Leakage (leak = the AUC of the attack chosen on held-out images; 0.5 = none, on average) went from "
               f"{_fmt(audit['teacher']['leak'])} to {_fmt(audit['student']['leak'])} (reduction "
               f"{_fmt(audit['leak_reduction'])}); NKID changed by {_fmt(audit['nkid_change'])} (lower is better). "
               "An AUC below 0.5 is not more private: an attacker flips the score.", "",

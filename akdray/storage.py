@@ -26,7 +26,10 @@ def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
 
 
 def join(uri: str, *parts: str) -> str:
-    return "/".join([uri.rstrip("/"), *parts])
+    """``uri/part/...``: parts go into the path, before any query string (``s3://b/p?x=1`` -> ``s3://b/p/a?x=1``),
+    never into the query, where every joined name would resolve to the same object."""
+    cut = min([i for i in (uri.find("?"), uri.find("#")) if i >= 0] or [len(uri)]) if "://" in uri else len(uri)
+    return "/".join([uri[:cut].rstrip("/"), *parts]) + uri[cut:]
 
 
 def exists(uri: str) -> bool:

@@ -23,6 +23,7 @@ from akdray.config import DIRECTIONS, INFERENCE_MODES, ConfigError
 from akdray.inputs import list_input_files, read_input
 from akdray.outdir import atomic_dir, check_out_dir
 from akdray.pix2pix_format import check_image_size
+from akdray.preflight import check_not_inside
 from akdray.train import forward_in_mode, inference_copy, to_float
 
 
@@ -61,6 +62,7 @@ def translate(checkpoint: str | Path, input_path: str | Path, out_dir: str | Pat
               layout: str = "auto", use_dropout: bool = True, seed: int = 0, progress: bool = True) -> TranslateSummary:
     """Translate every input image into ``out_dir/<name>.png`` (a new or empty folder, written atomically)."""
     out = check_out_dir(out_dir)
+    check_not_inside(out, {"--input": input_path, "--checkpoint": checkpoint})
     loaded = load_generator(checkpoint, image_size=image_size, use_dropout=use_dropout)
     size = image_size or loaded.cfg.image_size
     check_image_size(size, loaded.cfg.resolved_unet_depth, loaded.file)

@@ -18,7 +18,7 @@ from conftest import TINY
 from official_reference import OfficialUnet
 
 SETS = [f"--set={k}={v}" for k, v in TINY.items() if k not in ("image_size", "n_train", "proxy_pool_size",
-                                                                "proxy_size", "n_test")]
+                                                                "proxy_size", "n_test", "n_val")]  # protect sets n_val
 
 
 def write_pairs(folder, x, y):

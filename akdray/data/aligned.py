@@ -6,6 +6,7 @@ checked up front; any problem raises :class:`DataError` naming the file before t
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,19 @@ def list_images(folder: Path) -> list[Path]:
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise DataError(f"data folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    for f in files:
+        check_utf8_name(f)
     return files
+
+
+def check_utf8_name(path: Path) -> None:
+    """Refuse a file name that is not valid UTF-8: every image is named in JSON and Parquet results,
+    which could not be written after the work was done."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataError(f"file name {os.fsencode(path)!r} is not valid UTF-8; rename it (results name every "
+                        "image in JSON and Parquet)") from None
 
 
 def _check_pixels(path: Path, width: int, height: int) -> None:
@@ -55,6 +68,8 @@ def read_rgb(path: Path) -> Image.Image:
         with Image.open(path) as img:
             _check_pixels(path, *img.size)
             img.load()
+            if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey: convert("RGB") clips to white
+                return Image.fromarray((np.asarray(img, dtype=np.int64) >> 8).clip(0, 255).astype(np.uint8)).convert("RGB")
             return img.convert("RGB")
     except DataError:
         raise

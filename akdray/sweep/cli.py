@@ -35,7 +35,8 @@ from akdray.config import PRESETS, ConfigError, make_config, parse_overrides
 from akdray.results import RESULTS, SWEEP_FILE
 from akdray.storage import StorageError, exists, join, read_bytes
 from akdray.sweep.spec import (
-    DEFAULT_REFERENCES, DEFAULT_SAMPLES, DEFENSES, SEARCH_KID_IMAGES, SMOKE_SAMPLES, SweepSpec, describe, optuna_url,
+    DEFAULT_REFERENCES, DEFAULT_SAMPLES, DEFENSES, SEARCH_KID_IMAGES, SMOKE_SAMPLES, SweepSpec, base_config, describe,
+    optuna_url,
     search_space, validate,
 )
 from analysis.picks import CONFIRM_SEED_START
@@ -138,6 +139,9 @@ def run_confirm(args: argparse.Namespace) -> int:
     from analysis.picks import confirmation_configs
 
     try:
+        from akdray.sweep.flags import check_args
+
+        check_args(args)
         spec = confirm_spec(args)
         configs = confirmation_configs(load_results(spec.sweep_uri), seeds=confirm_seed_list(args))
     except (ConfigError, ValueError, NoResultsError) as exc:
@@ -251,22 +255,37 @@ def connect(address: str | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.confirm:
         return run_confirm(args)
+    from akdray.sweep import flags
+
     try:
+        flags.check_args(args)  # bounds, names, URIs: before any config is built (--seeds 10**8 would not end)
         spec = spec_from_args(args)
+        flags.check_spec(spec)
         if not args.resume:
             validate(spec)
-        if args.dry_run:
-            if args.resume and not exists(join(spec.sweep_uri, SWEEP_FILE)):
-                raise ConfigError(f"--resume: no sweep at {spec.sweep_uri} ({SWEEP_FILE} missing)")
-            print(describe(spec, validate(spec)) if not args.resume else f"would resume {spec.sweep_uri}")
+            flags.check_data(base_config(spec, "teacher", spec.seed_list[0]))
+        if args.dry_run:  # probes the storage and remote data as the real run would
+            flags.probe(spec, spec.overrides.get("data_root") or PRESETS[spec.preset].get("data_root", ""))
+            print(describe(spec, validate(spec)) if not args.resume else flags.resume_preview(spec, args, parser))
             return 0
+        flags.probe(spec, "")
+        if args.resume:  # the stored sweep.json is read and checked before Ray starts
+            flags.resume_preview(spec, args, parser)
         probe_address(args.address)
         from akdray.sweep.stages import init_sweep
 
         spec = init_sweep(spec, args.resume)  # sweep.json created exclusively, before Ray starts
+        if args.resume:  # the stored sweep, checked as a new one is
+            flags.check_spec(spec)
+            validate(spec)
+            ignored = flags.ignored_on_resume(args, parser)
+            if ignored:
+                print(f"pareto: --resume ignores {', '.join(ignored)} (the stored sweep's settings are used)",
+                      file=sys.stderr)
     except (ConfigError, ValueError, StorageError) as exc:
         print(f"pareto: error: {exc}", file=sys.stderr)
         return 2
