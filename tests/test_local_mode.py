@@ -10,7 +10,7 @@ from pathlib import Path
 
 from akdray.sweep.local_store import REPORT_FILE, persist_run, remove_incomplete_runs, stored_report
 from akdray.sweep.scratch import remove_orphaned_trial_folders, trial_folder_prefix
-from akdray.sweep.spec import META_KEY
+from akdray.sweep.meta import META_KEY
 from akdray.sweep.trial import trial_resources
 
 

@@ -135,9 +135,21 @@ def test_printed_front_keeps_the_non_dominated_ok_rows_on_the_validation_objecti
     df = pd.DataFrame({"status": ["ok", "ok", "ok", "failed"], "val_leak": [0.5, 0.6, 0.55, 0.1],
                        "val_nkid": [0.3, 0.1, 0.4, 0.0], "stage": "search", "study": "gauss", "seed": 0,
                        "trial_id": list("abcd"), "gauss_sigma": [0.11, 0.22, 0.33, 0.44], "pick": None})
-    lines = pareto.format_front(df).splitlines()
+    lines = pareto.format_front(df, SweepSpec(name="x", storage="/tmp")).splitlines()
     assert lines[0] == "gauss seed 0: 4 trial(s), 1 failed; Pareto front:"
     assert [line.split("(gauss_sigma=")[1] for line in lines[1:]] == ["0.11)", "0.22)"]
+
+
+def test_printed_front_shows_the_fields_the_study_searched_not_those_set():
+    """A field fixed with ``--set`` is not shown as a searched field of the front (the study's space)."""
+    df = pd.DataFrame({"status": ["ok"], "val_leak": [0.5], "val_nkid": [0.3], "stage": "search", "study": "akd",
+                       "seed": 0, "trial_id": ["a"], "pick": None, "distill_lambda": [7.0], "proxy_size": [30],
+                       "distill_epochs": [2]})
+    fixed = SweepSpec(name="x", storage="/tmp", preset="tiny", overrides={"distill_lambda": 7.0},
+                      fixed=("distill_lambda",))
+    assert pareto.format_front(df, fixed).splitlines()[1].endswith("(proxy_size=30, distill_epochs=2)")
+    searched = pareto.format_front(df, replace(fixed, overrides={}, fixed=())).splitlines()[1]
+    assert searched.endswith("(distill_lambda=7, proxy_size=30, distill_epochs=2)")
 
 
 def test_study_router_runs_every_study_side_by_side_within_its_budget():

@@ -12,7 +12,7 @@ Fair comparison (issue #9): every defense gets the same trials per seed (``--num
 the search objectives are measured on a validation set (``val_leak``, ``val_nkid``) and search trials
 never load the test images; the confirmation stage runs on seeds no search used.
 
-Each trial is a Ray Train TorchTrainer launched from a Ray Tune trial (akdray/sweep/); results
+Each trial is a Ray Train run (DataParallelTrainer) launched from a Ray Tune trial (akdray/sweep/); results
 stream into Parquet: ``pd.read_parquet("SWEEP_DIR/results")`` (SWEEP_DIR = STORAGE/NAME).
 Exit codes: 0 done, 1 no teacher trained (nothing to search), 2 bad flags, fields, data, storage or no
 Ray cluster (refused before Ray starts; nothing written), 3 results could not be stored mid-sweep (disk
@@ -31,13 +31,13 @@ from typing import Sequence
 
 import pandas as pd
 
-from akdray.config import PRESETS, ConfigError, make_config, parse_overrides
+from akdray.config import PRESETS, ConfigError, parse_overrides
 from akdray.results import RESULTS, SWEEP_FILE
 from akdray.storage import StorageError, exists, join, read_bytes
 from akdray.sweep.spec import (
     DEFAULT_REFERENCES, DEFAULT_SAMPLES, DEFENSES, SEARCH_KID_IMAGES, SMOKE_SAMPLES, SweepSpec, base_config, describe,
     optuna_url,
-    search_space, validate,
+    study_space, validate,
 )
 from analysis.picks import CONFIRM_SEED_START
 
@@ -306,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StorageError as exc:
         print(f"pareto: storage error: {exc}", file=sys.stderr)
         return 3
-    print(format_front(df))
+    print(format_front(df, spec))
     print(f'\nresults: pd.read_parquet("{join(spec.sweep_uri, RESULTS)}")')
     print(f"optuna:  optuna-dashboard {optuna_url(spec)}")
     teachers_ok = not df.empty and bool(((df["stage"] == "teacher") & (df["status"] == "ok")).any())
@@ -320,8 +320,9 @@ def _privacy(r, prefix: str = "val_") -> str:
     return f"{prefix}leak={getattr(r, prefix + 'leak'):.4f} (AUC {aucs}) {prefix}nkid={getattr(r, prefix + 'nkid'):.4f}"
 
 
-def format_front(df: pd.DataFrame) -> str:
-    """Per study: the teachers and the non-dominated points with their searched fields (validation set)."""
+def format_front(df: pd.DataFrame, spec: SweepSpec) -> str:
+    """Per study: the teachers and the non-dominated points with the fields ``spec``'s study of the
+    defense searched (validation set)."""
     from analysis.fronts import pareto_front
 
     if df.empty:
@@ -331,7 +332,7 @@ def format_front(df: pd.DataFrame) -> str:
         label = r.pick if isinstance(r.pick, str) else "teacher"
         lines.append(f"{label} seed {r.seed}: {_privacy(r)}")
     for (defense, seed), group in df[df["stage"] == "search"].groupby(["study", "seed"], observed=True):
-        params = [p.name for p in search_space(str(defense), make_config())]
+        params = [p.name for p in study_space(spec, str(defense))]
         failed = int((group["status"] != "ok").sum())
         lines.append(f"{defense} seed {seed}: {len(group)} trial(s), {failed} failed; Pareto front:")
         ok = group[group["status"] == "ok"].dropna(subset=["val_leak", "val_nkid"])

@@ -20,17 +20,19 @@ import pandas as pd
 
 from akdray.config import METHODS_NEEDING_TEACHER, from_dict
 from akdray.recipe import recipe_key
+from akdray.reference_recipe import draw_key
 from akdray.storage import exists, join
 from akdray.sweep.references import found_references, item_runs, reference_items
-from akdray.sweep.spec import SweepSpec, grid_space
-from akdray.sweep.stages import auto_resources, done_marker, run_experiment, sweep_rows, trial_meta
+from akdray.sweep.meta import TrialMeta, grid_space
+from akdray.sweep.spec import SweepSpec
+from akdray.sweep.stages import auto_resources, done_marker, run_experiment, sweep_rows
 
 PICKS_EXPERIMENT = "confirm-picks"
 
 
 def _run_grid(spec: SweepSpec, experiment: str, items: list[tuple[str, dict]], resume: bool) -> None:
     if items:
-        space = grid_space(trial_meta(spec, "confirm", "confirm"), [{"pick": label, "cfg": cfg} for label, cfg in items])
+        space = grid_space(TrialMeta.of(spec, "confirm", "confirm"), [{"pick": label, "cfg": cfg} for label, cfg in items])
         run_experiment(spec, experiment, space, 1, None, resume, expected=len(items))
 
 
@@ -47,10 +49,10 @@ def run_confirm_stage(spec: SweepSpec, configs: list[tuple[str, dict]], resume: 
     plain = [from_dict({**c, "method": "teacher", "teacher_checkpoint": "", "reference_checkpoints": ""}) for _, c in configs]
     items = reference_items(plain, spec.references, spec.references_per_trial)
     if items:
-        meta = trial_meta(spec, "confirm-reference", "reference")
+        meta = TrialMeta.of(spec, "confirm-reference", "reference")
         run_experiment(spec, "confirm-reference", grid_space(meta, items), 1, None, resume, expected=item_runs(items))
     refs = found_references(spec.sweep_uri, spec.sweep_id, "confirm-reference")
-    configs = [(label, {**c, "reference_checkpoints": ",".join(refs.get((p.preset, p.resolved_data_seed), []))})
+    configs = [(label, {**c, "reference_checkpoints": ",".join(refs.get(draw_key(p), []))})
                for (label, c), p in zip(configs, plain)]
     _run_grid(spec, "confirm-teacher", [(label, c) for label, c in configs if c["method"] == "teacher"], resume)
     found = confirm_teachers(spec)

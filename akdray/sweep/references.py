@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from akdray.reference_recipe import reference_config
+from akdray.reference_recipe import draw_key, reference_config
 from akdray.config import RunConfig
 from akdray.results import RESULTS, read_dataset
 
@@ -25,7 +25,7 @@ def reference_items(targets: Iterable[RunConfig], k: int, per_trial: int = 1) ->
     trains them one after another, each into a folder and a results row of its own)."""
     seen, items = set(), []
     for cfg in targets:
-        key = (cfg.preset, cfg.resolved_data_seed)
+        key = draw_key(cfg)
         if key in seen:
             continue
         seen.add(key)
@@ -50,5 +50,5 @@ def found_references(sweep_uri: str, sweep_id: str, stage: str) -> dict[tuple[st
     out: dict[tuple[str, int], list[str]] = {}
     for r in ok.itertuples():
         if isinstance(r.checkpoint, str):
-            out.setdefault((str(r.preset), int(r.data_seed)), []).append(r.checkpoint)
+            out.setdefault(draw_key(r), []).append(r.checkpoint)
     return out

@@ -93,7 +93,7 @@ def refine_picks(spec, pick_fn: Callable[[pd.DataFrame], pd.DataFrame],
     """
     from akdray.sweep import stages  # imports Ray
     from akdray.sweep.references import found_references
-    from akdray.sweep.spec import Study, base_config, search_space
+    from akdray.sweep.spec import Study, base_config, study_space
 
     refs = found_references(spec.sweep_uri, spec.sweep_id, "reference")
     teacher_of = stages.teachers(spec)
@@ -110,8 +110,7 @@ def refine_picks(spec, pick_fn: Callable[[pd.DataFrame], pd.DataFrame],
             if seed not in teacher_of:
                 print(f"akdray refine: no teacher for seed {seed}; {pick.pick} left unmatched")
                 continue
-            base = base_config(spec, defense, seed, teacher="(stage 1)")
-            space = tuple(p for p in search_space(defense, base) if p.name not in spec.fixed)
+            space = study_space(spec, defense, base_config(spec, defense, seed, teacher="(stage 1)"))
             mine = selection[(selection["stage"] == "search") & (selection["method"] == defense)
                              & (selection["seed"] == seed)]
             narrowed = narrowed_space(space, mine, axis, float(pick.target))

@@ -21,7 +21,8 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from akdray.storage import exists, join, read_bytes, write_bytes
-from akdray.sweep.spec import DEFENSES, META_KEY, MODES, OBJECTIVES, OPTUNA_DB, Study, SweepSpec, optuna_db_path
+from akdray.sweep.meta import TrialMeta, search_trial
+from akdray.sweep.spec import DEFENSES, MODES, OBJECTIVES, OPTUNA_DB, Study, SweepSpec, optuna_db_path
 
 # Defenses by the run time of one search trial, longest first: DP-SGD trains the teacher's recipe
 # with per-sample gradients (about 4x a plain step), AKD a GAN student, DMP the same student without
@@ -132,10 +133,10 @@ def study_searcher(spec: SweepSpec, study: Study, storage) -> FailureAwareOptuna
         study_name=study.name, storage=storage)
 
 
-def study_router(spec: SweepSpec, planned: list[tuple[Study, dict[str, Any], dict[str, Any]]]) -> StudyRouter:
+def study_router(spec: SweepSpec, planned: list[tuple[Study, dict[str, Any], TrialMeta]]) -> StudyRouter:
     """The searcher of one search stage: ``planned`` = (study, fixed RunConfig fields, sweep metadata)."""
     storage = optuna_storage(spec)
-    return StudyRouter([(s.name, {**fixed, META_KEY: meta}, study_searcher(spec, s, storage), s.num_samples)
+    return StudyRouter([(s.name, search_trial(fixed, meta), study_searcher(spec, s, storage), s.num_samples)
                         for s, fixed, meta in planned])
 
 

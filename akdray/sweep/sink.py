@@ -15,7 +15,7 @@ from ray.tune import Callback
 
 from akdray.results import PARTITION, RESULT_SCHEMA, write_trial
 from akdray.storage import join
-from akdray.sweep.spec import split_trial_config
+from akdray.sweep.meta import split_trial_config
 from akdray.sweep.trial import PACK_ROWS, pack_name
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,7 @@ class ParquetSink(Callback):
     def _base_row(self, trial) -> dict[str, Any]:
         config, meta, pick, _pack = split_trial_config(trial.config)
         return {
-            **config, "sweep_id": meta.get("sweep_id"), "stage": meta.get("stage"), "study": meta.get("study"),
-            "pick": pick,
+            **config, "sweep_id": meta.sweep_id, "stage": meta.stage, "study": meta.study, "pick": pick,
             "experiment": self.experiment, "trial_id": trial.trial_id, "trial_failures": trial.num_failures,
             "recorded_at": datetime.now(timezone.utc),
         }
@@ -69,7 +68,7 @@ class ParquetSink(Callback):
 
     def _packed(self, trial, first: dict[str, Any], results: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
         """The rows of a packed trial's runs after the first: id ``<trial>-pack<i>``, folder ``pack<i>``."""
-        _config, _meta, _pick, pack = split_trial_config(trial.config)
+        pack = split_trial_config(trial.config).pack
         rows = []
         for index, cfg in enumerate(pack, start=1):
             row = {**first, **cfg, "trial_id": f"{trial.trial_id}-pack{index}"}
@@ -90,7 +89,8 @@ class ParquetSink(Callback):
         if "status" not in result:  # the trial returned without reporting
             row.update(status="failed", error="trial finished without reporting a result")
         packed = result.get(PACK_ROWS) or []
-        for extra in self._packed(trial, row, packed if len(packed) == len(split_trial_config(trial.config)[3]) else None):
+        complete = len(packed) == len(split_trial_config(trial.config).pack)
+        for extra in self._packed(trial, row, packed if complete else None):
             self._write(extra)
         self._write(row)  # the trial's own row last: all its rows are recorded once it exists
 

@@ -10,7 +10,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ray import tune
 
@@ -30,8 +30,6 @@ SEARCH_KID_IMAGES = 50  # docs/sweeps.md "KID images while searching": NKID nois
 DEFAULT_REFERENCES = 2  # reference models per seed; each costs about one teacher training (no KID; docs/sweeps.md)
 SMOKE_SAMPLES = {"akd": 1, "dmp": 1, "dpsgd": 1, "gauss": 1}  # --smoke-test: the ``tiny`` preset, one trial each
 STAGES_DIR, RUNS_DIR, OPTUNA_DB = "stages", "runs", "optuna.db"
-META_KEY = "_akdray"  # trial-config key holding the sweep metadata (never a RunConfig field)
-CONFIRM_KEY = "_confirm"  # grid trials (reference, teacher, confirm): {"pick": label, "cfg": flat RunConfig dict}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -178,6 +176,14 @@ def base_config(spec: SweepSpec, method: str, seed: int, teacher: str = "", refe
     return make_config(spec.preset, values)
 
 
+def study_space(spec: SweepSpec, defense: str, base: RunConfig | None = None) -> tuple[Param, ...]:
+    """What a study of ``defense`` in ``spec`` searches: :func:`search_space` scaled to ``base`` (by default
+    the sweep's own config of its first seed: its preset and ``--set`` values), less the fields
+    ``--set`` fixed (``spec.fixed``). Stage 2, ``--refine-picks`` and the printed fronts use it."""
+    base = base or base_config(spec, defense, spec.seed_list[0], teacher="(stage 1)")
+    return tuple(p for p in search_space(defense, base) if p.name not in spec.fixed)
+
+
 def search_config(spec: SweepSpec, base: RunConfig) -> RunConfig:
     """A search trial's fixed config: validation set only, KID on ``spec.search_kid_images`` pairs per set
     (never more than ``kid_max_images``, the count of every other trial; 0 in either means all)."""
@@ -191,7 +197,7 @@ def studies(spec: SweepSpec) -> list[Study]:
     out = []
     for defense in spec.defenses:
         base = base_config(spec, defense, spec.seed_list[0], teacher="(stage 1)")
-        space = tuple(p for p in search_space(defense, base) if p.name not in spec.fixed)
+        space = study_space(spec, defense, base)
         if not space:
             raise ConfigError(f"defense {defense!r}: every searched field is fixed by --set; nothing to search")
         for p in space:  # every corner of the space must be a valid config
@@ -266,26 +272,6 @@ def check_sweep_data(cfg: RunConfig) -> None:
                         cfg.proxy_size, cfg.proxy_split)
         except DataError as exc:
             raise ConfigError(str(exc)) from None
-
-
-def split_trial_config(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str | None, list[dict]]:
-    """A Tune trial config -> (flat RunConfig dict, sweep metadata, grid pick label or None, packed configs).
-
-    A packed trial (``--references-per-trial N``) trains ``cfg`` and then each config of ``pack``
-    in the same Train worker; every one of them becomes a results row of its own.
-    """
-    config = dict(config)
-    meta = config.pop(META_KEY, {}) or {}
-    choice = config.pop(CONFIRM_KEY, None)
-    if choice:
-        config.update(choice["cfg"])
-    return config, meta, choice["pick"] if choice else None, list(choice.get("pack", [])) if choice else []
-
-
-def grid_space(meta: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
-    """A grid experiment (references, teachers, confirmation): one trial per
-    ``{"pick": label or None, "cfg": flat RunConfig dict}``, every trial carrying ``meta``."""
-    return {META_KEY: meta, CONFIRM_KEY: tune.grid_search(items)}
 
 
 def optuna_url(spec: SweepSpec) -> str:

@@ -29,11 +29,13 @@ from ray import tune
 from akdray.config import ConfigError
 from akdray.results import RESULTS, SWEEP_FILE, read_dataset
 from akdray.storage import StorageError, create_exclusive, exists, join, read_bytes, resolve, write_bytes
+from akdray.reference_recipe import draw_key
+from akdray.sweep.meta import TrialMeta, grid_space
 from akdray.sweep.references import found_references, item_runs, reference_items
 from akdray.sweep.search import close_studies, study_router
 from akdray.sweep.sink import SINK_FAILURES, ParquetSink
 from akdray.sweep.spec import (
-    GROUPNORM_PICK, RUNS_DIR, STAGES_DIR, Study, SweepSpec, base_config, grid_space, search_config, validate,
+    GROUPNORM_PICK, STAGES_DIR, Study, SweepSpec, base_config, search_config, validate,
 )
 from akdray.sweep.trial import SUMMARY_KEYS, trial_driver, trial_resources
 
@@ -44,16 +46,6 @@ class SweepInterrupted(RuntimeError):
 
 def trial_dirname(trial) -> str:
     return trial.trial_id
-
-
-def trial_meta(spec: SweepSpec, stage: str, study: str) -> dict[str, Any]:
-    """The sweep metadata every trial config carries under ``META_KEY`` (stage, study, where runs go)."""
-    return {
-        "sweep_id": spec.sweep_id, "stage": stage, "study": study, "runs_uri": join(spec.sweep_uri, RUNS_DIR),
-        "scheme": spec.sweep_uri.split("://")[0] if "://" in spec.sweep_uri else "",
-        "cpus": spec.cpus_per_trial, "gpus": spec.gpus_per_trial or 0.0,
-        "train_max_failures": spec.train_max_failures, "train_workers": spec.train_workers,
-    }
 
 
 def done_marker(sweep_uri: str, experiment: str) -> str:
@@ -153,8 +145,7 @@ def teacher_cpus(spec: SweepSpec) -> float:
 
 def seed_references(spec: SweepSpec, seed: int, found: dict[tuple[str, int], list[str]]) -> str:
     """The reference checkpoints of one seed's data draw, comma-separated ("" without references)."""
-    cfg = base_config(spec, "teacher", seed)
-    return ",".join(found.get((cfg.preset, cfg.resolved_data_seed), []))
+    return ",".join(found.get(draw_key(base_config(spec, "teacher", seed)), []))
 
 
 def run_reference_stage(spec: SweepSpec, resume: bool) -> dict[tuple[str, int], list[str]]:
@@ -162,7 +153,7 @@ def run_reference_stage(spec: SweepSpec, resume: bool) -> dict[tuple[str, int], 
     items = reference_items([base_config(spec, "teacher", s) for s in spec.seed_list], spec.references,
                             spec.references_per_trial)
     if items:
-        run_experiment(spec, "reference", grid_space(trial_meta(spec, "reference", "reference"), items), 1,
+        run_experiment(spec, "reference", grid_space(TrialMeta.of(spec, "reference", "reference"), items), 1,
                        None, resume, expected=item_runs(items))
     return found_references(spec.sweep_uri, spec.sweep_id, "reference")
 
@@ -174,7 +165,7 @@ def run_teacher_stage(spec: SweepSpec, resume: bool, refs: dict[tuple[str, int],
     for s in spec.seed_list:
         cfg = base_config(spec, "teacher", s, references=seed_references(spec, s, refs))
         items += [{"pick": None, "cfg": cfg.to_dict()}, {"pick": GROUPNORM_PICK, "cfg": cfg.replace(norm="group").to_dict()}]
-    meta = {**trial_meta(spec, "teacher", "teacher"), "cpus": teacher_cpus(spec)}
+    meta = TrialMeta.of(spec, "teacher", "teacher").with_cpus(teacher_cpus(spec))
     run_experiment(spec, "teacher", grid_space(meta, items), 1, None, resume, expected=len(items))
     return teachers(spec)
 
@@ -190,7 +181,7 @@ def run_search_stage(spec: SweepSpec, experiment: str, planned: list[tuple[Study
     routed = []
     for study, teacher, references in planned:
         base = base_config(spec, study.defense, study.seed, teacher=teacher, references=references)
-        routed.append((study, search_config(spec, base).to_dict(), trial_meta(spec, "search", study.defense)))
+        routed.append((study, search_config(spec, base).to_dict(), TrialMeta.of(spec, "search", study.defense)))
     total = sum(s.num_samples for s, _, _ in planned)
     run_experiment(spec, experiment, {}, total, study_router(spec, routed), resume, expected=total)
     close_studies(spec, [s for s, _, _ in planned])

@@ -52,7 +52,8 @@ from akdray.schema import METRIC_KEYS, ROW_FILE
 from akdray.storage import join
 from akdray.sweep.local_store import persist_run, remove_incomplete_runs, stored_report
 from akdray.sweep.scratch import remove_orphaned_trial_folders, trial_folder_prefix
-from akdray.sweep.spec import META_KEY, OBJECTIVES, TEST_OBJECTIVES, split_trial_config
+from akdray.sweep.meta import META_KEY, TrialMeta, split_trial_config
+from akdray.sweep.spec import OBJECTIVES, TEST_OBJECTIVES
 
 DRIVER_RESOURCES = {"cpu": 0, "memory": 256 * 1024**2}  # the Tune trial only waits on its Train run
 # What Tune's progress table shows (the first keys of a result): the objectives, then the run.
@@ -96,18 +97,13 @@ def fetch_inputs(cfg: RunConfig, tmp: str) -> tuple[str | None, list[str] | None
     return teacher, references
 
 
-def local_mode(meta: Mapping[str, Any]) -> bool:
-    """Ray Train's local mode: the run in the Tune trial's own process (``train_workers = 0``)."""
-    return int(meta.get("train_workers", 1)) == 0
-
-
 def trial_resources(config: Mapping[str, Any]) -> PlacementGroupFactory:
     """What a Tune trial holds: nothing but a little memory while a Train worker group holds the run's
     CPUs/GPUs; in local mode the trial's process runs it, so the trial holds them."""
-    meta = config.get(META_KEY) or {}
-    if not local_mode(meta):
+    meta = TrialMeta.from_dict(config.get(META_KEY))
+    if not meta.local_mode:
         return resource_dict_to_pg_factory(DRIVER_RESOURCES)
-    return resource_dict_to_pg_factory({"cpu": float(meta["cpus"]), "gpu": float(meta.get("gpus") or 0)})
+    return resource_dict_to_pg_factory({"cpu": float(meta.cpus), "gpu": float(meta.gpus or 0)})
 
 
 def pack_name(index: int) -> str:
@@ -203,12 +199,6 @@ def ray_times(driver_started: float, worker: list[float] | None, driver_finished
             "ray_end_s": driver_finished - runs_finished}
 
 
-def _storage_uri(path: str, meta: Mapping[str, Any]) -> str:
-    """A Ray filesystem path -> a URI usable anywhere (local path or scheme://bucket/key)."""
-    scheme = meta.get("scheme")
-    return path if not scheme or "://" in path else f"{scheme}://{path}"
-
-
 def trial_driver(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: launch one Ray Train run and forward its row to Tune.
 
@@ -226,40 +216,40 @@ def trial_driver(config: dict[str, Any]) -> None:
         return
     trial_id = tune.get_context().get_trial_id()
     loop_config = {"cfg": cfg.to_dict(), "pack": pack, "trial_id": trial_id, "driver_started": started}
-    report = _run_locally(loop_config, meta) if local_mode(meta) else _run_on_worker(loop_config, meta)
+    report = _run_locally(loop_config, meta) if meta.local_mode else _run_on_worker(loop_config, meta)
     row = {**report, **ray_times(started, report.get(WORKER_TIMES), time.time())}
     # Summary keys first: Tune's progress table shows the first numeric metrics of a result.
     tune.report({**{k: row.get(k) for k in SUMMARY_KEYS}, **row})
 
 
-def _run_on_worker(loop_config: dict[str, Any], meta: Mapping[str, Any]) -> dict[str, Any]:
+def _run_on_worker(loop_config: dict[str, Any], meta: TrialMeta) -> dict[str, Any]:
     """One Ray Train worker runs :func:`train_worker`; returns its report with the stored folder's URI."""
     from ray.train import FailureConfig, RunConfig as RayRunConfig, ScalingConfig
     from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
     trial_id = loop_config["trial_id"]
-    gpus, cpus = float(meta["gpus"]), float(meta["cpus"])
+    gpus, cpus = float(meta.gpus), float(meta.cpus)
     resources = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
     trainer = DataParallelTrainer(
         train_worker, train_loop_config=loop_config,
         scaling_config=ScalingConfig(num_workers=1, use_gpu=gpus > 0, resources_per_worker=resources),
-        run_config=RayRunConfig(name=trial_id, storage_path=meta["runs_uri"],
-                                failure_config=FailureConfig(max_failures=int(meta["train_max_failures"]))),
+        run_config=RayRunConfig(name=trial_id, storage_path=meta.runs_uri,
+                                failure_config=FailureConfig(max_failures=int(meta.train_max_failures))),
     )
     result = trainer.fit()
     if result.checkpoint is None or not result.metrics:
         raise RuntimeError(f"Ray Train run {trial_id} finished without a checkpoint and its row")
-    return {**dict(result.metrics), "checkpoint": _storage_uri(result.checkpoint.path, meta)}
+    return {**dict(result.metrics), "checkpoint": meta.storage_uri(result.checkpoint.path)}
 
 
-def _run_locally(loop_config: dict[str, Any], meta: Mapping[str, Any]) -> dict[str, Any]:
+def _run_locally(loop_config: dict[str, Any], meta: TrialMeta) -> dict[str, Any]:
     """Ray Train's local mode: :func:`run_trial` in this process (see the module doc); returns its report,
     or the stored one of an earlier attempt of this trial (not trained again)."""
     from ray.train import RunConfig as RayRunConfig, ScalingConfig
     from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
     trial_id = loop_config["trial_id"]
-    trial_uri = join(meta["runs_uri"], trial_id)
+    trial_uri = join(meta.runs_uri, trial_id)
     report = stored_report(trial_uri)  # a retry of a trial that stored its run: report it, do not retrain
     if report is None:
         remove_incomplete_runs(trial_uri)  # an earlier attempt that died while storing its folder
