@@ -23,6 +23,7 @@ from PIL import Image
 
 from akdray.attacks.signals import Serve, model_losses, reference_losses
 from akdray.attacks.suite import audit_sample, membership_row, run_attacks, scores_frame
+from akdray import seeds
 from akdray.config import RunConfig
 from akdray.data.splits import PairedImages, Splits
 from akdray.metrics.kid import KidOptions, generalization_gap, quality_of_sets
@@ -51,7 +52,7 @@ def audit(serve: Serve, references: Sequence[Serve], members: PairedImages, nonm
 
 def member_halves(n_members: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Disjoint (validation, test) halves of the member indices, a permutation drawn with ``seed``."""
-    order = torch.randperm(n_members, generator=torch.Generator().manual_seed(seed + 65_537))
+    order = torch.randperm(n_members, generator=torch.Generator().manual_seed(seeds.MEMBER_HALVES.seed(seed)))
     half = n_members // 2
     return order[:half].sort().values, order[half:].sort().values
 
@@ -98,7 +99,8 @@ def evaluate(serve: Serve, splits: Splits, cfg: RunConfig, *, proxy_leakage: boo
 
     if proxy_leakage:  # Section V-B: proxy pairs (with their real labels) as members, loss attack
         n = min(len(splits.proxy), len(nonmembers))
-        pick = torch.randperm(len(splits.proxy), generator=torch.Generator().manual_seed(cfg.seed + 31))[:n].sort().values
+        draw = torch.Generator().manual_seed(seeds.PROXY_MIA.seed(cfg.seed))
+        pick = torch.randperm(len(splits.proxy), generator=draw)[:n].sort().values
         proxy = splits.proxy.subset(pick)
         loss_proxy = model_losses(serve, proxy.x, proxy.y)
         labels = np.r_[np.ones(n, bool), np.zeros(n, bool)]

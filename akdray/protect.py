@@ -24,7 +24,6 @@ from torch import nn
 
 import akdray
 from akdray import seeds
-from akdray import seeds
 from akdray.attacks.references import load_references, serve_generator
 from akdray.attacks.scores import LIRA_MIN_REFERENCES
 from akdray.audit import train_references
@@ -38,13 +37,12 @@ from akdray.outdir import atomic_dir, check_out_dir
 from akdray.pix2pix_format import check_exportable, check_image_size, write_official
 from akdray.attacks.roc import roc_png
 from akdray.protect_audit import audit_model, model_summary
-from akdray.schema import ATTACKS, CONFIG_FILE
+from akdray.schema import ATTACKS, CONFIG_FILE, ROC_FILE, SCORES_FILE
 from akdray.audit_inputs import check_audit_counts, check_split_sizes
 from akdray.data.splits import local_root
 from akdray.preflight import check_count, check_not_inside, check_uri, checked_device, expand
 
-PROTECT_FILE, REPORT_FILE, ROC_FILE, SCORES_FILE, OFFICIAL_DIR = (
-    "protect.json", "report.md", "roc.png", "scores.parquet", "pix2pix")
+PROTECT_FILE, REPORT_FILE, OFFICIAL_DIR = "protect.json", "report.md", "pix2pix"  # beside schema's ROC_FILE, SCORES_FILE
 ARCH_FIELDS = ("image_size", "ngf", "unet_depth", "norm", "use_dropout")
 REFERENCE_SPLIT = "val"  # the audit data's split reference models train on (pairs, never audited)
 # Fields protect sets itself: a --set of one of them would be ignored or contradict what runs (e.g.

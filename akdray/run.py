@@ -20,7 +20,8 @@ from torch import nn
 
 import akdray
 from akdray.attacks.references import load_references, serve_generator
-from akdray.checkpoint import check_teacher_compatible, load_generator, save_generator
+from akdray import seeds
+from akdray.checkpoint import CHECKPOINT_NAME, check_teacher_compatible, load_generator, save_generator
 from akdray.config import DISTILLATION_METHODS, RunConfig
 from akdray.data.splits import Splits, load_splits
 from akdray.defenses.distill import fit_student, teacher_query
@@ -69,7 +70,7 @@ def prepare(cfg: RunConfig, out_dir: str | Path | None = None, *, teacher_dir: s
 
 
 def _serve_gauss(teacher: nn.Module, cfg: RunConfig, device: torch.device) -> Serve:
-    noise = torch.Generator().manual_seed(cfg.seed)
+    noise = torch.Generator().manual_seed(seeds.GAUSS_NOISE.seed(cfg.seed))
     clean = serve_generator(teacher, cfg, device)
     return lambda x: to_uint8(add_output_noise(clean(x).float() / 127.5 - 1.0, cfg.gauss_sigma, noise))
 
@@ -155,7 +156,7 @@ def write_run_dir(out: Path, row: dict, saved_cfg: RunConfig, G: nn.Module | Non
     with atomic_dir(out) as tmp:
         (tmp / CONFIG_FILE).write_text(json.dumps(saved_cfg.to_dict(), indent=2) + "\n")
         if G is not None:
-            save_generator(tmp / "checkpoint.pt", G.cpu(), saved_cfg)
+            save_generator(tmp / CHECKPOINT_NAME, G.cpu(), saved_cfg)
         if scores is not None:
             scores.to_parquet(tmp / SCORES_FILE, index=False)
         if samples is not None:

@@ -2,25 +2,23 @@
 
 ``fit_gan_l1`` trains a generator towards a *target function* of the batch: for the teacher
 ("regular training") the target is the real y; for AKD it is the teacher's output G_t(x)
-(Eq. 4-5); DMP drops the GAN term. DP-SGD reuses :func:`gan_l1_step` with Opacus optimisers.
+(Eq. 4-5); DMP drops the GAN term. DP-SGD runs the same loop with its private step on Poisson batches.
 """
 from __future__ import annotations
 
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from akdray import seeds
 from akdray.config import ConfigError, RunConfig
 from akdray.data.jitter import batch_jitter, identity
-
-
-JITTER_STREAM = 0x117  # seed-stream id of the training jitter
 
 
 class TrainingDiverged(RuntimeError):
@@ -114,9 +112,10 @@ def gan_l1_step(G: nn.Module, D: nn.Module | None, opt_G, opt_D, x: torch.Tensor
 
 @dataclass
 class History:
-    """Per-epoch mean losses."""
+    """Per-epoch mean losses (over the steps that returned losses) and the steps taken."""
 
     epochs: list[dict[str, float]] = field(default_factory=list)
+    steps: int = 0  # every optimiser step, noise-only ones (an empty DP-SGD batch) included
 
     def add(self, sums: dict[str, float], n: int) -> dict[str, float]:
         mean = {k: v / max(n, 1) for k, v in sums.items()}
@@ -124,54 +123,90 @@ class History:
         return mean
 
 
+# One training step: (x, target) of a batch -> its losses, or None for a step that saw no example
+# (DP-SGD's noise-only step on an empty Poisson batch).
+StepFn = Callable[[torch.Tensor, torch.Tensor], "dict[str, float] | None"]
+Batches = Callable[[int], Iterable[torch.Tensor]]  # epoch -> the index batches of that epoch
+
+
+@dataclass(frozen=True)
+class Step:
+    """What :func:`fit_gan_l1` trains with: the step, and the optimisers whose learning rate it decays."""
+
+    run: StepFn
+    optimizers: tuple[torch.optim.Optimizer, ...]
+
+
 def jitter_generator(seed: int, epoch: int, step: int) -> torch.Generator:
-    """The crops and flips of one batch: a seed stream of their own, fixed by (seed, epoch, step)."""
-    state = np.random.SeedSequence([seed, epoch, step, JITTER_STREAM]).generate_state(1, np.uint64)[0]
-    return torch.Generator().manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
+    """The crops and flips of one batch: a seed stream of their own, fixed by (seed, epoch, step), where
+    ``step`` counts the batches of ``epoch`` from 0."""
+    state = seeds.JITTER.state(seed, epoch, step, dtype=np.uint64)
+    return torch.Generator().manual_seed(state & 0x7FFF_FFFF_FFFF_FFFF)
 
 
-def shuffled_batches(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[torch.Tensor]:
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-    for start in range(0, n, batch_size):
-        yield order[start : start + batch_size]
+def shuffled_batches(n: int, batch_size: int, seed: int) -> Batches:
+    """Every index once per epoch, in an order drawn from (``seed``, epoch), ``batch_size`` at a time."""
+    def epoch_batches(epoch: int) -> Iterator[torch.Tensor]:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seeds.EPOCH_ORDER.seed(seed) + epoch))
+        for start in range(0, n, batch_size):
+            yield order[start : start + batch_size]
+    return epoch_batches
 
 
-def fit_gan_l1(G: nn.Module, D: nn.Module | None, inputs: torch.Tensor,
-               target_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cfg: RunConfig, *,
-               epochs: int, epochs_decay: int, lam: float, desc: str, device: torch.device,
-               gan_weight: float = 1.0) -> History:
-    """Train G (and D) for ``epochs + epochs_decay`` epochs over uint8 ``inputs``.
-
-    ``target_fn(index, x, augment)`` returns the batch's float targets on ``device``; it is the only
-    way the loop learns targets, so callers decide exactly what the generator is allowed to see.
-    ``x`` is already jittered (``cfg.jitter``); ``augment`` applies the same crop and flip to targets
-    that are read from storage (a labeller that maps x to its target, as the teacher query, needs none).
-    """
+def gan_l1(G: nn.Module, D: nn.Module | None, cfg: RunConfig, *, lam: float, device: torch.device,
+           gan_weight: float = 1.0) -> Step:
+    """The plain pix2pix step (:func:`gan_l1_step`) of G (and D), on ``device``, in train mode, each with
+    its own Adam (:func:`make_adam`)."""
     G.to(device).train()
-    opt_G = make_adam(G, cfg)
-    scheds = [torch.optim.lr_scheduler.LambdaLR(opt_G, linear_decay(epochs, epochs_decay))]
-    opt_D = None
+    opt_G, opt_D = make_adam(G, cfg), None
     if D is not None:
         D.to(device).train()
         opt_D = make_adam(D, cfg)
-        scheds.append(torch.optim.lr_scheduler.LambdaLR(opt_D, linear_decay(epochs, epochs_decay)))
+
+    def run(x: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+        return gan_l1_step(G, D, opt_G, opt_D, x, target, lam, cfg.gan_mode, gan_weight)
+
+    return Step(run, (opt_G,) if opt_D is None else (opt_G, opt_D))
+
+
+def fit_gan_l1(inputs: torch.Tensor, target_fn: Callable[[torch.Tensor, torch.Tensor, Callable], torch.Tensor],
+               cfg: RunConfig, *, step: Step, batches: Batches, epochs: int, epochs_decay: int, desc: str,
+               device: torch.device, status: Callable[[History], dict[str, str]] | None = None) -> History:
+    """The one training loop: ``epochs + epochs_decay`` epochs of ``batches`` of uint8 ``inputs``.
+
+    Each batch of indices is jittered (``cfg.jitter``: :func:`jitter_generator` of the batch's epoch and
+    its place in the epoch), labelled by ``target_fn`` and handed to ``step``; the learning rates of
+    ``step.optimizers`` follow pix2pix's linear decay (:func:`linear_decay`), and each epoch's mean
+    losses go into the returned :class:`History`. Teachers and students take :func:`gan_l1` over
+    :func:`shuffled_batches`; DP-SGD its private step over Poisson batches (:mod:`akdray.defenses.dpsgd`).
+
+    ``target_fn(index, x, augment)`` returns the batch's float targets on ``device``; it is the only
+    way the loop learns targets, so callers decide exactly what the generator is allowed to see.
+    ``x`` is already jittered; ``augment`` applies the same crop and flip to targets that are read
+    from storage (a labeller that maps x to its target, as the teacher query, needs none).
+    ``status(history)`` adds to the progress bar's figures (DP-SGD: epsilon so far).
+    """
+    scheds = [torch.optim.lr_scheduler.LambdaLR(opt, linear_decay(epochs, epochs_decay)) for opt in step.optimizers]
     history = History()
     bar = tqdm(range(epochs + epochs_decay), desc=desc, unit="ep", leave=False, dynamic_ncols=True)
     for epoch in bar:
         sums: dict[str, float] = {}
-        steps = 0
-        for index in shuffled_batches(len(inputs), cfg.batch_size, cfg.seed, epoch):
+        counted = 0
+        for batch, index in enumerate(batches(epoch)):
             augment = identity
-            if cfg.jitter:
-                augment = batch_jitter(len(index), inputs.shape[-1], jitter_generator(cfg.seed, epoch, steps))
+            if cfg.jitter and len(index):
+                augment = batch_jitter(len(index), inputs.shape[-1], jitter_generator(cfg.seed, epoch, batch))
             x = augment(to_float(inputs[index].to(device)))
-            target = target_fn(index, x, augment)
-            for k, v in gan_l1_step(G, D, opt_G, opt_D, x, target, lam, cfg.gan_mode, gan_weight).items():
-                sums[k] = sums.get(k, 0.0) + v
-            steps += 1
+            losses = step.run(x, target_fn(index, x, augment))
+            history.steps += 1
+            if losses is not None:
+                counted += 1
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + v
         for s in scheds:
             s.step()
-        bar.set_postfix({k: f"{v:.3f}" for k, v in history.add(sums, steps).items()})
+        shown = {k: f"{v:.3f}" for k, v in history.add(sums, counted).items()}
+        bar.set_postfix({**shown, **(status(history) if status else {})})
     return history
 
 
@@ -217,7 +252,8 @@ def fit_teacher(cfg: RunConfig, train_x: torch.Tensor, train_y: torch.Tensor, de
     G = build_generator(cfg)
     D = build_discriminator(cfg) if cfg.gan_weight > 0 else None  # gan_weight 0: L1-only pix2pix
     targets = train_y.to(device)
-    history = fit_gan_l1(G, D, train_x, lambda index, x, augment: augment(to_float(targets[index.to(device)])), cfg,
-                         epochs=cfg.epochs, epochs_decay=cfg.epochs_decay, lam=cfg.l1_lambda,
-                         desc="teacher", device=device, gan_weight=cfg.gan_weight)
+    history = fit_gan_l1(train_x, lambda index, x, augment: augment(to_float(targets[index.to(device)])), cfg,
+                         step=gan_l1(G, D, cfg, lam=cfg.l1_lambda, device=device, gan_weight=cfg.gan_weight),
+                         batches=shuffled_batches(len(train_x), cfg.batch_size, cfg.seed),
+                         epochs=cfg.epochs, epochs_decay=cfg.epochs_decay, desc="teacher", device=device)
     return G, history

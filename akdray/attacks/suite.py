@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from akdray import seeds
 from akdray.attacks.metrics import attack_metrics, balanced_accuracy, leakage
 from akdray.attacks.scores import attack_scores
 from akdray.schema import ATTACKS, SCORE_COLUMNS, attack_columns
@@ -23,7 +24,7 @@ def audit_sample(n_members_pool: int, n_nonmembers_pool: int, n_per_side: int, s
     ``n_per_side`` of each drawn with ``seed``."""
     if n_per_side == 0:
         return torch.arange(n_members_pool), torch.arange(n_nonmembers_pool)
-    gen = torch.Generator().manual_seed(seed + 7919)
+    gen = torch.Generator().manual_seed(seeds.AUDIT_SAMPLE.seed(seed))
     members = torch.randperm(n_members_pool, generator=gen)[:n_per_side].sort().values
     nonmembers = torch.randperm(n_nonmembers_pool, generator=gen)[:n_per_side].sort().values
     return members, nonmembers

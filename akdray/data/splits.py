@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from akdray import seeds
 from akdray.config import RunConfig
 from akdray.data.aligned import DataError, list_images, load_aligned_split
 from akdray.data.synthetic import synthetic_pairs
@@ -168,7 +169,7 @@ def reference_training_set(cfg: RunConfig, train: PairedImages, pool: PairedImag
         n = min(len(train), len(pool) // 2)
     if n < 1 or n > len(pool):
         raise DataError(f"the reference pool holds {len(pool)} images, too few to draw {max(n, 1)} for a reference model")
-    order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(cfg.seed + 104_729))
+    order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seeds.REFERENCE_SET.seed(cfg.seed)))
     return pool.subset(order[:n].sort().values)
 
 
@@ -198,6 +199,6 @@ def load_splits(cfg: RunConfig) -> Splits:
         if nonmembers is not None and cfg.attack_n_per_side > min(len(train) // halves, len(nonmembers)):
             raise DataError(f"field 'attack_n_per_side' ({cfg.attack_n_per_side}) exceeds the smaller of "
                             f"the audited members ({len(train) // halves}) and {role} non-members ({len(nonmembers)})")
-    order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(cfg.seed))
+    order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seeds.PROXY_SUBSET.seed(cfg.seed)))
     proxy = pool.subset(order[: cfg.proxy_size]) if cfg.proxy_size else pool.subset(order[:0])
     return Splits(train=train, proxy=proxy, test=test, key=data_key(cfg), val=val)

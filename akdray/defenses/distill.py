@@ -11,17 +11,16 @@ from __future__ import annotations
 
 from typing import Callable
 
-import numpy as np
 import torch
 from torch import nn
 
+from akdray import seeds
 from akdray.config import RunConfig
 from akdray.data.splits import InputImages
 from akdray.models import build_discriminator, build_generator
-from akdray.train import History, fit_gan_l1, forward_in_mode, inference_copy
+from akdray.train import History, fit_gan_l1, forward_in_mode, gan_l1, inference_copy, shuffled_batches
 
 TeacherQuery = Callable[[torch.Tensor], torch.Tensor]
-STUDENT_STREAM = 0x57D  # seed-stream id of the student's initial weights
 
 
 def teacher_query(teacher: nn.Module, mode: str, dropout: bool) -> TeacherQuery:
@@ -48,12 +47,14 @@ def fit_student(cfg: RunConfig, query: TeacherQuery, proxy: InputImages, *, adve
                         f"not {type(proxy).__name__}")
     # A fresh student: its initial weights come from a seed stream of their own, not the teacher's
     # (the teacher was initialised after manual_seed(cfg.seed)).
-    torch.manual_seed(int(np.random.SeedSequence([cfg.seed, STUDENT_STREAM]).generate_state(1)[0]))
+    torch.manual_seed(seeds.STUDENT_INIT.state(cfg.seed))
     student = build_generator(cfg)
     student_d = build_discriminator(cfg) if adversarial else None
     history = fit_gan_l1(
-        student, student_d, proxy.x, lambda index, x, augment: query(x), cfg,
-        epochs=cfg.distill_epochs, epochs_decay=cfg.distill_epochs_decay, lam=cfg.distill_lambda,
-        desc="akd" if adversarial else "dmp", device=device,
+        proxy.x, lambda index, x, augment: query(x), cfg,
+        step=gan_l1(student, student_d, cfg, lam=cfg.distill_lambda, device=device),
+        batches=shuffled_batches(len(proxy.x), cfg.batch_size, cfg.seed),
+        epochs=cfg.distill_epochs, epochs_decay=cfg.distill_epochs_decay, desc="akd" if adversarial else "dmp",
+        device=device,
     )
     return student, history

@@ -56,6 +56,7 @@ Design (see the module-level helpers for each point):
 from __future__ import annotations
 
 import math
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -63,14 +64,13 @@ from opacus.accountants import RDPAccountant
 from opacus.accountants.analysis.rdp import compute_rdp, get_privacy_spent
 from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 from torch import nn
-from tqdm.auto import tqdm
 
+from akdray import seeds
 from akdray.config import RunConfig
 from akdray.data.splits import PairedImages
 from akdray.defenses.private_gan import make_private_gan
 from akdray.models import build_discriminator, build_generator
-from akdray.data.jitter import batch_jitter
-from akdray.train import History, TrainingDiverged, jitter_generator, linear_decay, to_float
+from akdray.train import History, Step, TrainingDiverged, fit_gan_l1, to_float
 
 # --------------------------------------------------------------------------------------------
 # Configuration: the norm actually trained
@@ -151,8 +151,8 @@ def dp_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: f
 # --------------------------------------------------------------------------------------------
 def _generators(cfg: RunConfig, device: torch.device) -> tuple[torch.Generator, torch.Generator]:
     """Seeded, independent streams for Poisson sampling (CPU) and the DP noise (on ``device``)."""
-    sampling = torch.Generator().manual_seed(cfg.seed * 1_000_003 + 17)
-    noise = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + 71)
+    sampling = torch.Generator().manual_seed(seeds.DP_SAMPLING.seed(cfg.seed))
+    noise = torch.Generator(device=device).manual_seed(seeds.DP_NOISE.seed(cfg.seed))
     return sampling, noise
 
 
@@ -172,41 +172,27 @@ def fit_dpsgd(cfg: RunConfig, train: PairedImages, device: torch.device) -> tupl
     G, D = build_generator(model_cfg).to(device).train(), build_discriminator(model_cfg).to(device).train()
     sampling_gen, noise_gen = _generators(cfg, device)
     gan = make_private_gan(G, D, cfg, expected_batch_size=expected_batch, noise_generator=noise_gen)
-    factor = linear_decay(cfg.epochs, cfg.epochs_decay)
-    scheds = [torch.optim.lr_scheduler.LambdaLR(opt, factor) for opt in (gan.opt_G, gan.opt_D)]
     sampler = UniformWithReplacementSampler(num_samples=n, sample_rate=sample_rate,
                                             generator=sampling_gen, steps=steps_per_epoch)
-    xs, ys = train.x.to(device), train.y.to(device)
-
-    history = History()
-    steps = 0
+    ys = train.y.to(device)
     per_step = rdp_per_step(cfg.dp_noise_multiplier, sample_rate) if cfg.dp_noise_multiplier > 0 else None
-    bar = tqdm(range(cfg.epochs + cfg.epochs_decay), desc="dpsgd", unit="ep", leave=False, dynamic_ncols=True)
-    for epoch in bar:
-        sums: dict[str, float] = {}
-        nonempty = 0
-        for indices in sampler:
-            index = torch.as_tensor(indices, dtype=torch.long, device=device)
-            x, target = to_float(xs[index]), to_float(ys[index])
-            if cfg.jitter and len(index):  # the same crop and flip for x and y (pix2pix's jitter)
-                augment = batch_jitter(len(index), x.shape[-1], jitter_generator(cfg.seed, epoch, steps))
-                x, target = augment(x), augment(target)
-            losses = gan.step(x, target, cfg.l1_lambda, cfg.gan_mode)
-            steps += 1
-            if losses is not None:
-                nonempty += 1
-                for k, v in losses.items():
-                    sums[k] = sums.get(k, 0.0) + v
-        for s in scheds:
-            s.step()
-        mean = history.add(sums, nonempty)
-        eps = dp_epsilon(cfg.dp_noise_multiplier, sample_rate, steps, delta, per_step)
-        bar.set_postfix({**{k: f"{v:.3f}" for k, v in mean.items()}, "eps": f"{eps:.2f}"})
 
+    def poisson_batches(epoch: int) -> Iterator[torch.Tensor]:  # the sampler's generator runs on across epochs
+        return (torch.as_tensor(indices, dtype=torch.long, device=device) for indices in sampler)
+
+    def epsilon(history: History) -> float:
+        return dp_epsilon(cfg.dp_noise_multiplier, sample_rate, history.steps, delta, per_step)
+
+    history = fit_gan_l1(
+        train.x.to(device), lambda index, x, augment: augment(to_float(ys[index])), cfg,
+        step=Step(lambda x, target: gan.step(x, target, cfg.l1_lambda, cfg.gan_mode), (gan.opt_G, gan.opt_D)),
+        batches=poisson_batches, epochs=cfg.epochs, epochs_decay=cfg.epochs_decay, desc="dpsgd", device=device,
+        status=lambda h: {"eps": f"{epsilon(h):.2f}"},
+    )
     generator = gan.unwrap_generator()
     bad = [name for name, p in generator.named_parameters() if not torch.isfinite(p).all()]
     if bad:
         raise TrainingDiverged(f"non-finite generator weights after DP-SGD ({', '.join(bad[:3])}...)")
-    privacy = {"dp_epsilon": dp_epsilon(cfg.dp_noise_multiplier, sample_rate, steps, delta, per_step),
-               "dp_delta": float(delta), "dp_sample_rate": float(sample_rate), "dp_steps": int(steps)}
+    privacy = {"dp_epsilon": epsilon(history), "dp_delta": float(delta), "dp_sample_rate": float(sample_rate),
+               "dp_steps": int(history.steps)}
     return generator, history, privacy
