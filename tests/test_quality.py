@@ -28,7 +28,8 @@ def sharp_sets():
     draws = torch.stack([synthetic_facades(n, 32, 0, "test", "sharp", texture_draw=k)[1] for k in range(1, 10)])
     median = draws.float().median(0).values.round().to(torch.uint8)
     blurred = gaussian_blur(real.float(), kernel_size=7, sigma=1.0).round().to(torch.uint8)
-    noisy_median = to_uint8(to_float(median) + 0.2 * torch.randn(median.shape, generator=torch.Generator().manual_seed(0)))
+    noise = torch.randn(median.shape, generator=torch.Generator().manual_seed(0))
+    noisy_median = to_uint8(to_float(median) + 0.2 * noise)
     return dict(real=real, redraw=redraw, median=median, blurred=blurred, noisy_median=noisy_median)
 
 
@@ -89,7 +90,8 @@ def test_renderer_teacher_redraws_detail_per_query_and_the_control_does_not():
     assert not torch.equal(first, second)
     assert sto.queries == {4: 2, 1: 2}
     # each label is the renderer's photo of that very layout, with texture draw first_draw + query
-    assert torch.equal(to_uint8(second[0]), torch.from_numpy(render_one(4, 32, 2, "proxy", "sharp", 101)[1]).permute(2, 0, 1))
+    photo = render_one(4, 32, 2, "proxy", "sharp", 101)[1]
+    assert torch.equal(to_uint8(second[0]), torch.from_numpy(photo).permute(2, 0, 1))
     ctl = RendererTeacher(proxy, 2, stochastic=False)
     assert torch.equal(ctl(x), ctl(x))
     twin = sto.fork()
@@ -111,7 +113,8 @@ def _labels_per_epoch(cfg: RunConfig, query, proxy: torch.Tensor) -> list[dict[b
                 device=torch.device("cpu"))
     n = len(proxy)
     assert len(seen) == n * cfg.distill_epochs
-    return [{to_uint8(xi).numpy().tobytes(): yi for xi, yi in seen[e * n:(e + 1) * n]} for e in range(cfg.distill_epochs)]
+    epochs = [seen[e * n:(e + 1) * n] for e in range(cfg.distill_epochs)]
+    return [{to_uint8(xi).numpy().tobytes(): yi for xi, yi in epoch} for epoch in epochs]
 
 
 @pytest.mark.slow
@@ -125,3 +128,13 @@ def test_stochastic_labelling_reaches_the_student():
     cfg = cfg.replace(teacher_inference_mode="eval")
     first, second = _labels_per_epoch(cfg, teacher_query(G, cfg.teacher_inference_mode, cfg.teacher_dropout), proxy)
     assert all(torch.equal(first[k], second[k]) for k in first)  # eval mode: the same label every epoch
+
+
+@pytest.mark.slow
+def test_every_row_records_the_sharpness_measures_beside_nkid(tiny_cfg):
+    from akdray.run import run
+
+    row = run(tiny_cfg.replace(method="teacher", synthetic_style="sharp"))
+    for prefix in ("", "val_"):
+        assert row[f"{prefix}nkid"] is not None
+        assert row[f"{prefix}hfer"] > 0 and row[f"{prefix}swd"] > 0, row
