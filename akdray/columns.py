@@ -94,6 +94,11 @@ MEANINGS = {
     "seed": "run seed", "loss": "the target's per-image L1 loss",
 }
 VAL_PREFIX = "validation block: "
+# Config fields whose column holds what the run resolved the value to, not the value it was given.
+RESOLVED = {
+    "dp_delta": "DP-SGD δ of `dp_epsilon`: a dpsgd row holds the δ it used (the configured value, or 1 / (10 n_train) "
+                "where that was 0: below 1/N, which would allow publishing one record); other rows the configured value",
+}
 
 
 def config_comments() -> dict[str, str]:
@@ -120,6 +125,8 @@ def config_comments() -> dict[str, str]:
 
 def meaning(name: str, notes: dict[str, str]) -> str:
     """A column's meaning: its RunConfig comment, else :data:`MEANINGS`, else built from the attack name patterns."""
+    if name in RESOLVED:
+        return RESOLVED[name]
     if notes.get(name):
         return notes[name]
     if name in MEANINGS or name in notes:

@@ -1,4 +1,4 @@
-"""Non-dominated points in two minimised objectives (attack AUCROC, NKID); no torch or Ray import."""
+"""Non-dominated points in two minimised objectives (the privacy axis ``leak`` and NKID); no torch or Ray import."""
 from __future__ import annotations
 
 from typing import Iterable

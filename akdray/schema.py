@@ -9,6 +9,7 @@ from akdray.attacks.registry import ATTACKS  # the attacks, listed once (numpy, 
 
 ROW_FILE, CONFIG_FILE, SCORES_FILE, SAMPLES_FILE = "row.json", "config.json", "scores.parquet", "samples.parquet"
 AUDIT_FILE, ROC_FILE = "audit.json", "roc.png"
+GROUPNORM_PICK = "teacher-groupnorm"  # column pick of the teacher trained with norm=group (DP-SGD's architecture)
 
 ATTACK_SUFFIXES = ("auc", "auc_lo", "auc_hi", "tpr_at_1pct_fpr", "tpr_at_0p1pct_fpr", "balanced_acc")
 

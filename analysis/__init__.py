@@ -8,7 +8,7 @@ same privacy" as AKD (the paper's two DP-SGD rows), Tables II-IV, ROC curves, lo
 Modules, one job each:
 
 * :mod:`analysis.load`    - read the hive-partitioned Parquet datasets and ``sweep.json``.
-* :mod:`analysis.fronts`  - Pareto fronts in (AUCROC, NKID) and the 2-D hypervolume.
+* :mod:`analysis.fronts`  - Pareto fronts in (leak, NKID) and the 2-D hypervolume.
 * :mod:`analysis.picks`   - the documented pick rule and ``confirmation_configs`` for the sweep.
 * :mod:`analysis.tables`  - Tables II, III, IV (mean +- std over seeds) as DataFrames/Markdown/CSV.
 * :mod:`analysis.figures` - the PNG figures (matplotlib Agg).

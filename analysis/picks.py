@@ -36,6 +36,7 @@ import pandas as pd
 
 from akdray import axes
 from akdray.config import FIELD_TYPES, METHODS_NEEDING_TEACHER, from_dict
+from akdray.schema import GROUPNORM_PICK
 from analysis.fronts import frontier_rows, pareto_front, selection_axes
 from analysis.load import normalize_results
 
@@ -45,7 +46,6 @@ DEFAULT_UTILITY_TOL = 0.10  # relative NKID distance to AKD's pick for "matched 
 DEFAULT_PRIVACY_TOL = 0.02  # leak distance to AKD's pick for "matched privacy"
 CONFIRM_SEED_START = 100  # confirmation seeds 100.. are disjoint from every seed a search uses (0..)
 DEFAULT_SEEDS = tuple(range(CONFIRM_SEED_START, CONFIRM_SEED_START + 5))
-GROUPNORM_PICK = "teacher-groupnorm"
 NO_MATCH = "no trial within tolerance"
 # ``leak`` and ``nkid`` of a pick are its selection measures (``measured_on``: validation or test values).
 PICK_COLUMNS = ["preset", "pick", "method", "match", "trial_id", "seed", "leak", "nkid", "target",

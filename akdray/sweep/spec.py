@@ -17,6 +17,7 @@ from ray import tune
 from akdray.axes import MODES, REPORTED, SELECTION  # noqa: F401  (MODES: re-exported for akdray.sweep.search)
 from akdray.config import ConfigError, RunConfig, make_config
 from akdray.results import RESULTS, SWEEP_FILE
+from akdray.schema import GROUPNORM_PICK
 from akdray.storage import cache_root, join
 
 DEFENSES = ("akd", "dmp", "dpsgd", "gauss")
@@ -25,7 +26,6 @@ DEFENSES = ("akd", "dmp", "dpsgd", "gauss")
 # search trial (eval_split="val"); the report's tables use them (the reported axes leak, nkid).
 OBJECTIVES, TEST_OBJECTIVES = SELECTION, REPORTED
 DEFAULT_SAMPLES = {"akd": 3, "dmp": 3, "dpsgd": 3, "gauss": 3}  # equal budgets; cpu-small: about 15 min on 2 cores
-GROUPNORM_PICK = "teacher-groupnorm"  # the non-private teacher with DP-SGD's architecture (norm=group)
 SEARCH_KID_IMAGES = 50  # docs/sweeps.md "KID images while searching": NKID noise and ranking by image count
 DEFAULT_REFERENCES = 2  # reference models per seed; each costs about one teacher training (no KID; docs/sweeps.md)
 SMOKE_SAMPLES = {"akd": 1, "dmp": 1, "dpsgd": 1, "gauss": 1}  # --smoke-test: the ``tiny`` preset, one trial each
@@ -252,7 +252,7 @@ def check_sweep_data(cfg: RunConfig) -> None:
     differently there (the CLI makes ``--set data_root`` absolute before it gets here).
     """
     if cfg.data_source != "aligned" or "://" in cfg.data_root:
-        return  # URIs (s3://, file://) are fetched by each worker into its cache (akdray.data.remote)
+        return  # URIs (s3://, file://) are fetched by each worker into its cache (akdray.storage.fetch_folder)
     from akdray.data.aligned import DataError, list_images  # torch: not in the trial driver's imports
     from akdray.data.splits import check_carve
 
