@@ -65,6 +65,8 @@ REFERENCE_SET = Offset("reference set: a reference model's pairs drawn from its 
 EPOCH_ORDER = Offset("epoch order: the shuffled batches, seed * 100_003 + epoch (train)", 0, 100_003)
 DP_SAMPLING = Offset("DP-SGD Poisson sampling (defenses.dpsgd)", 17, 1_000_003)
 DP_NOISE = Offset("DP-SGD gradient noise (defenses.dpsgd)", 71, 1_000_003)
+# Optuna: a study's TPE sampler, search_seed + seed * 101 + the defense's index + crc32(tag) % 100_003
+STUDY_SAMPLER = Offset("a study's Optuna TPE sampler, stride 101 per run seed (sweep.search)", 0, 101)
 # SeedSequence streams
 JITTER = Sequence("training jitter: crops and flips of a batch, keys (seed, epoch, step) (train)", 0x117)
 STUDENT_INIT = Sequence("a student's initial weights, keys (seed,) (defenses.distill)", 0x57D)

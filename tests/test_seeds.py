@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import zlib
 
 import numpy as np
 import torch
@@ -42,6 +43,22 @@ def test_a_runs_streams_are_distinct_apart_from_the_documented_run_seed_share():
         assert len(set(used)) == len(used), s
     # run seed 0: its epoch order reaches another stream's seed at epoch 31 (the documented coincidence)
     assert seeds.EPOCH_ORDER.seed(0) + 31 == seeds.PROXY_MIA.seed(0)
+
+
+def test_a_studys_sampler_seed_is_the_one_it_had(monkeypatch):
+    """Optuna studies keep their TPE seeds (a resumed sweep's studies go on with the same sampler)."""
+    import optuna
+
+    from akdray.sweep.search import study_searcher
+    from akdray.sweep.spec import Param, Study, SweepSpec
+
+    seeds_given, tpe = [], optuna.samplers.TPESampler
+    monkeypatch.setattr(optuna.samplers, "TPESampler", lambda **kw: seeds_given.append(kw["seed"]) or tpe(**kw))
+    spec = SweepSpec(name="x", storage="/tmp", search_seed=5)
+    space = (Param("dp_noise_multiplier", 0.1, 4.0, log=True),)
+    for study in (Study("dpsgd", 3, space, 4, tag="refine1-utility"), Study("akd", 0, space, 4)):
+        study_searcher(spec, study, optuna.storages.InMemoryStorage())
+    assert seeds_given == [5 + 3 * 101 + 2 + zlib.crc32(b"refine1-utility") % 100_003, 5]
 
 
 def test_sequence_streams_differ_by_stream_id():

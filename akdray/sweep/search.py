@@ -20,6 +20,7 @@ import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from akdray import seeds
 from akdray.storage import exists, join, read_bytes, write_bytes
 from akdray.sweep.meta import TrialMeta, search_trial
 from akdray.sweep.spec import DEFENSES, MODES, OBJECTIVES, OPTUNA_DB, Study, SweepSpec, optuna_db_path
@@ -125,7 +126,7 @@ def optuna_storage(spec: SweepSpec):
 def study_searcher(spec: SweepSpec, study: Study, storage) -> FailureAwareOptunaSearch:
     """The Optuna searcher of one study: multi-objective TPE over the study's space, seeded per study."""
     startup = min(10, max(2, study.num_samples // 2))
-    seed = (spec.search_seed + study.seed * 101 + DEFENSES.index(study.defense)
+    seed = (spec.search_seed + seeds.STUDY_SAMPLER.seed(study.seed) + DEFENSES.index(study.defense)
             + zlib.crc32(study.tag.encode()) % 100_003)
     return FailureAwareOptunaSearch(
         space={p.name: p.domain() for p in study.space}, metric=list(OBJECTIVES), mode=list(MODES),
