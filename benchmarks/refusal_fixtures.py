@@ -16,7 +16,6 @@ import torch
 from PIL import Image
 
 import akdray
-from akdray.checkpoint import save_generator
 from akdray.config import RunConfig
 from akdray.models import build_generator
 from akdray.pix2pix_format import official_state_dict
