@@ -97,9 +97,10 @@ def main() -> int:
     ap.add_argument("--sweep-s", type=float, default=324.0, help="wall time of the default sweep (README: 5 min 24 s)")
     ap.add_argument("--sweep-runs", type=int, default=16, help="evaluated runs in the default sweep (README: 16 trials)")
     ap.add_argument("--slots", type=int, default=2, help="runs in parallel (2 cores)")
+    ap.add_argument("--cost-only", action="store_true", help="only the cost figures (no table, no Inception)")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    for size in args.sizes:
+    for size in [] if args.cost_only else args.sizes:
         table(args.seeds, size, args.n, args.noise, args.blur)
     cost(args.sizes[0], args.n, args.sweep_s, args.sweep_runs, args.slots)
     print(f"\nwall time: {time.perf_counter() - t0:.0f} s")
