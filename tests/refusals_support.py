@@ -12,7 +12,7 @@ from akdray.config import RunConfig
 from akdray.models import build_generator
 from akdray.pix2pix_format import official_state_dict
 from akdray.testing import write_aligned_folder
-from conftest import TINY
+from akdray.testing import TINY
 
 T16 = RunConfig(**{**TINY, "preset": "tiny"})
 T32 = T16.replace(image_size=32)

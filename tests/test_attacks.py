@@ -14,7 +14,7 @@ from akdray.audit import audit_checkpoint
 from akdray.reference_recipe import reference_config
 from akdray.config import RunConfig
 from akdray.run import run
-from conftest import TINY
+from akdray.testing import TINY
 
 
 def _labels(n_in: int, n_out: int) -> np.ndarray:

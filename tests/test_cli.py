@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from akdray.cli import main
-from conftest import TINY
+from akdray.testing import TINY
 
 TINY_SETS = [f"--set={k}={v}" for k, v in TINY.items()]
 REQUIRED_KEYS = {"loss_auc", "loss_tpr_at_1pct_fpr", "loss_tpr_at_0p1pct_fpr", "kid", "nkid", "gen_gap", "status", "wall_s"}
@@ -19,6 +19,7 @@ def teacher_dir(tmp_path_factory):
     return out
 
 
+@pytest.mark.train
 def test_teacher_run_writes_row_checkpoint_and_scores(teacher_dir, capsys):
     row = json.loads((teacher_dir / "row.json").read_text())
     assert REQUIRED_KEYS <= set(row) and row["status"] == "ok" and row["inference_mode"] == "eval"
@@ -27,6 +28,7 @@ def test_teacher_run_writes_row_checkpoint_and_scores(teacher_dir, capsys):
     assert not [p for p in teacher_dir.parent.iterdir() if p.name.startswith(".")]  # no temp leftovers
 
 
+@pytest.mark.train
 def test_refuses_to_overwrite_a_result(teacher_dir, capsys):
     before = (teacher_dir / "row.json").read_text()
     assert main(["run", "--method", "teacher", *TINY_SETS, "--out", str(teacher_dir)]) == 2
@@ -98,6 +100,7 @@ def test_bad_preset_field_or_folder(tmp_path, capsys, args, needle):
     ("gauss", ["--set", "gauss_sigma=-0.5"], "gauss_sigma"),
     ("dpsgd", ["--set", "dp_noise_multiplier=-1"], "dp_noise_multiplier"),
 ])
+@pytest.mark.train
 def test_bad_defense_input_is_refused_before_training(teacher_dir, tmp_path, capsys, method, args, needle):
     teacher = [] if args[:1] == ["--teacher"] or (method == "akd" and not args) else ["--teacher", str(teacher_dir)]
     out = tmp_path / "out"
@@ -124,6 +127,7 @@ def test_kid_command_prints_json(tmp_path, capsys):
     assert "missing" in capsys.readouterr().err
 
 
+@pytest.mark.train
 def test_dpsgd_run_reports_privacy_and_the_norm_it_trained(tmp_path):
     out = tmp_path / "dp"
     assert main(["run", "--method", "dpsgd", *TINY_SETS, "--set", "epochs=1", "--out", str(out)]) == 0
@@ -132,6 +136,7 @@ def test_dpsgd_run_reports_privacy_and_the_norm_it_trained(tmp_path):
     assert row["dp_steps"] == 4 and row["dp_sample_rate"] == 0.25
 
 
+@pytest.mark.train
 def test_gauss_run_needs_no_training_and_reports_the_noise(teacher_dir, tmp_path):
     out = tmp_path / "gauss"
     assert main(["run", "--method", "gauss", *TINY_SETS, "--teacher", str(teacher_dir), "--set", "gauss_sigma=0.3",
@@ -143,6 +148,7 @@ def test_gauss_run_needs_no_training_and_reports_the_noise(teacher_dir, tmp_path
 
 
 # --- akdray audit ------------------------------------------------------------------------------
+@pytest.mark.train
 def test_audit_of_a_run_folder_writes_json_scores_and_roc(teacher_dir, tmp_path, capsys):
     out = tmp_path / "audit"
     assert main(["audit", "--checkpoint", str(teacher_dir), "--references", "2", "--out", str(out)]) == 0
@@ -165,6 +171,7 @@ def test_audit_of_a_run_folder_writes_json_scores_and_roc(teacher_dir, tmp_path,
 
 
 @pytest.mark.parametrize("case", ["missing", "image_size", "one_reference", "not_a_reference"])
+@pytest.mark.train
 def test_audit_refuses_bad_input_with_exit_2(teacher_dir, tmp_path, capsys, case):
     args = ["--checkpoint", str(teacher_dir)]
     needle = {"missing": "/no/such/run", "image_size": "32x16", "one_reference": "at least 2",

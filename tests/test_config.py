@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from akdray.config import PRESETS, ConfigError, RunConfig, from_dict, make_config, parse_overrides
@@ -44,8 +46,9 @@ def test_string_overrides_are_typed_and_dict_round_trips():
 
 def test_config_is_frozen():
     cfg = RunConfig()
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'seed'"):
         cfg.seed = 3  # type: ignore[misc]
+    assert cfg.seed == RunConfig().seed
 
 
 def test_data_seed_follows_seed_unless_set_and_below_minus_one_is_refused():

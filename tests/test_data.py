@@ -8,6 +8,7 @@ from akdray.data.aligned import DataError, load_aligned_split
 from akdray.data.splits import load_splits
 from akdray.data import synthetic
 from akdray.data.synthetic import synthetic_facades, synthetic_pairs
+from akdray.testing import make_aligned, write_pair
 
 
 def test_synthetic_is_deterministic_by_seed_and_role():
@@ -43,21 +44,6 @@ def test_synthetic_photo_is_only_partly_predictable_from_labels():
     wall = torch.tensor([0, 85, 255], dtype=torch.uint8).view(3, 1, 1)
     means = [y[i].float()[:, (x[i] == wall).all(0)].mean(1) for i in range(len(x)) if (x[i] == wall).all(0).any()]
     assert torch.stack(means).std(0).min() > 10
-
-
-def write_pair(path, width=24, height=12, seed=0):
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(path)
-
-
-def make_aligned(root, counts=(6, 4, 4), width=24):
-    seed = 0
-    for split, n in zip(("train", "val", "test"), counts):
-        (root / split).mkdir(parents=True)
-        for i in range(n):
-            write_pair(root / split / f"{i:03d}.png", width=width, seed=seed)
-            seed += 1
-    return root
 
 
 def test_aligned_loader_splits_a_b_and_direction(tmp_path):

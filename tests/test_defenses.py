@@ -10,22 +10,9 @@ from akdray.defenses.distill import fit_student, teacher_query
 from akdray.defenses.gauss import add_output_noise
 from akdray.models import build_generator
 from akdray.run import Prepared, _serve_gauss, _train
-from conftest import TINY
+from akdray.testing import TINY, Tripwire
 
 CPU = torch.device("cpu")
-
-
-class Tripwire:
-    """Stands in for private targets: any use at all fails the test."""
-
-    def __getattr__(self, name):
-        raise AssertionError(f"private targets were read (.{name})")
-
-    def __getitem__(self, item):
-        raise AssertionError("private targets were indexed")
-
-    def __len__(self):
-        raise AssertionError("private targets were measured")
 
 
 def _pairs(n, role, guarded=False):
@@ -34,6 +21,7 @@ def _pairs(n, role, guarded=False):
 
 
 @pytest.mark.parametrize("method", ["akd", "dmp"])
+@pytest.mark.train
 def test_student_training_never_reads_private_or_proxy_targets(method):
     cfg = RunConfig(**TINY).replace(method=method, teacher_checkpoint="unused")
     with pytest.raises(AssertionError):
@@ -50,6 +38,7 @@ def test_fit_student_refuses_paired_data():
         fit_student(cfg, lambda x: x, _pairs(4, "proxy"), adversarial=True, device=CPU)
 
 
+@pytest.mark.train
 def test_same_seed_same_student_weights_and_teacher_is_queried():
     cfg = RunConfig(**TINY)
     teacher = build_generator(cfg)
@@ -66,13 +55,23 @@ def test_same_seed_same_student_weights_and_teacher_is_queried():
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
 
 
-def test_train_mode_teacher_query_leaves_teacher_untouched():
+@pytest.mark.parametrize("teacher_mode", ["eval", "train"])
+def test_train_mode_teacher_query_leaves_teacher_untouched(teacher_mode):
+    """A query in train mode runs a copy with batch statistics and dropout: the teacher keeps its weights,
+    its BatchNorm running statistics and its own mode, whichever mode it was in."""
     cfg = RunConfig(**TINY)
-    teacher = build_generator(cfg)
+    teacher = build_generator(cfg).train(teacher_mode == "train")
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
-    teacher_query(teacher, "train", dropout=True)(torch.randn(3, 3, 16, 16))
-    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
-    assert not teacher.training or True  # the copy, not the teacher, was switched
+    query = teacher_query(teacher, "train", dropout=True)
+    x = torch.randn(3, 3, 16, 16)
+    torch.manual_seed(0)
+    first = query(x)
+    assert not torch.equal(first, query(x))  # the copy runs in train mode: dropout draws anew per query
+    torch.manual_seed(0)
+    assert torch.equal(first, query(x))  # ... from torch's seeded generator
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())  # running stats included
+    assert teacher.training == (teacher_mode == "train")  # the copy, not the teacher, was switched
+    assert all(m.training == teacher.training for m in teacher.modules())
 
 
 def test_gauss_sigma_zero_equals_teacher_outputs_and_noise_is_seeded():

@@ -10,58 +10,27 @@ from opacus.validators import ModuleValidator
 from torch import nn
 
 import akdray.train
-from akdray.config import RunConfig
-from akdray.data.splits import PairedImages
-from akdray.data.synthetic import synthetic_facades
 from akdray.defenses.dpsgd import (RDP_ORDERS, dp_epsilon, dp_model_config, dp_norm, fit_dpsgd, poisson_schedule,
                                    rdp_per_step)
-from akdray.defenses.private_gan import _out_of_place, make_private_gan
-from akdray.models import UnetGenerator, build_discriminator, build_generator
+from akdray.defenses.private_gan import _out_of_place
+from akdray.models import UnetGenerator, build_generator
+from akdray.testing import DP_CFG, float_batch as _batch, private_gan as _private, seeded_models as _models
 from akdray.train import TrainingDiverged, gan_l1_step, gan_loss, make_adam
 
 # The tests call backward on Opacus-wrapped first layers (whose input needs no grad) directly.
-pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing:UserWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:Full backward hook is firing:UserWarning"),
+              pytest.mark.usefixtures("one_thread")]
 CPU = torch.device("cpu")
-CFG = RunConfig(image_size=16, ngf=4, ndf=4, n_train=16, n_test=8, proxy_pool_size=8, proxy_size=4,
-                d_layers=2, epochs=1, batch_size=4, method="dpsgd", norm="group")
+CFG = DP_CFG
 
 
 # One DP-SGD run shared by several tests: default norm ("batch"), a decay epoch, sigma = 2.
 FIT_CFG = CFG.replace(norm="batch", epochs=1, epochs_decay=1, dp_noise_multiplier=2.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread is as fast, and it avoids OpenMP stalls of seconds per op
-    when other processes share the 2 cores (the file then runs in seconds, not minutes)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def train_set() -> PairedImages:
-    return PairedImages(*synthetic_facades(16, 16, 0, "train"))
-
-
 @pytest.fixture(scope="module")
 def fitted(train_set):
     return fit_dpsgd(FIT_CFG, train_set, CPU)
-
-
-def _batch(train: PairedImages, n: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
-    return akdray.train.to_float(train.x[:n].clone()), akdray.train.to_float(train.y[:n].clone())
-
-
-def _models(cfg: RunConfig, seed: int = 0) -> tuple[nn.Module, nn.Module]:
-    torch.manual_seed(seed)
-    return build_generator(cfg), build_discriminator(cfg)
-
-
-def _private(cfg: RunConfig, G: nn.Module, D: nn.Module, expected: float = 4.0, seed: int = 0):
-    return make_private_gan(G, D, cfg, expected_batch_size=expected,
-                            noise_generator=torch.Generator().manual_seed(seed))
 
 
 def _loss_D(D, x, y, fake) -> torch.Tensor:  # the D loss of gan_l1_step
@@ -106,7 +75,8 @@ def test_out_of_place_patch_keeps_the_function_and_is_undone() -> None:
 # ------------------------------------------------------------------------------------------------
 # Per-sample gradients: the privacy unit is the example, in D (two forwards) and in G (through D)
 # ------------------------------------------------------------------------------------------------
-def test_discriminator_per_sample_grad_is_whole_example_loss(train_set) -> None:
+def _after_d_backward(train_set):
+    """A private pair (no dropout) and plain copies of its weights, after D's loss on 3 examples went backward."""
     cfg = CFG.replace(use_dropout=False)
     G, D = _models(cfg)
     G_ref, D_ref = copy.deepcopy(G), copy.deepcopy(D)
@@ -115,6 +85,11 @@ def test_discriminator_per_sample_grad_is_whole_example_loss(train_set) -> None:
     fake = gan.G(x)
     gan.opt_D.zero_grad(set_to_none=True)
     _loss_D(gan.D, x, y, fake).backward()
+    return gan, G_ref, D_ref, x, y, fake
+
+
+def test_discriminator_per_sample_grad_is_whole_example_loss(train_set) -> None:
+    gan, G_ref, D_ref, x, y, _fake = _after_d_backward(train_set)
     samples = [p.grad_sample for p in gan.D.parameters()]
     assert all(s.shape[0] == 3 for s in samples)  # one per example, not per forward pass
     for i in range(3):
@@ -125,14 +100,7 @@ def test_discriminator_per_sample_grad_is_whole_example_loss(train_set) -> None:
 
 
 def test_generator_per_sample_grad_through_D_and_D_untouched(train_set) -> None:
-    cfg = CFG.replace(use_dropout=False)
-    G, D = _models(cfg)
-    G_ref, D_ref = copy.deepcopy(G), copy.deepcopy(D)
-    gan = _private(cfg, G, D)
-    x, y = _batch(train_set, 3)
-    fake = gan.G(x)
-    gan.opt_D.zero_grad(set_to_none=True)
-    _loss_D(gan.D, x, y, fake).backward()
+    gan, G_ref, D_ref, x, y, fake = _after_d_backward(train_set)
     gan.opt_D.step()  # D's hooks are off from here until D's next zero_grad
     D_ref.load_state_dict(gan.D._module.state_dict())
     gan.opt_G.zero_grad(set_to_none=True)
@@ -273,6 +241,7 @@ def test_epsilon_is_minimised_over_orders_that_hold_the_optimum(sigma) -> None:
     assert dp_epsilon(sigma, q, 7 * steps, 1 / 2000, per_step) == pytest.approx(dp_epsilon(sigma, q, 7 * steps, 1 / 2000))
 
 
+@pytest.mark.train
 def test_fit_reports_privacy(fitted) -> None:
     _, history, privacy = fitted
     assert len(history.epochs) == 2 and set(history.epochs[0]) == {"loss_D", "loss_G_gan", "loss_G_l1"}
@@ -286,17 +255,20 @@ def test_fit_reports_privacy(fitted) -> None:
 # ------------------------------------------------------------------------------------------------
 # Divergence, determinism, the returned generator
 # ------------------------------------------------------------------------------------------------
+@pytest.mark.train
 def test_nan_loss_raises_training_diverged(train_set, monkeypatch) -> None:
     monkeypatch.setattr(akdray.train, "gan_loss", lambda logits, real, mode: logits.mean() * float("nan"))
     with pytest.raises(TrainingDiverged, match="non-finite"):
         fit_dpsgd(CFG, train_set, CPU)
 
 
+@pytest.mark.train
 def test_huge_lr_raises_training_diverged(train_set) -> None:
     with pytest.raises(TrainingDiverged):
         fit_dpsgd(CFG.replace(lr=1e30, epochs=2), train_set, CPU)
 
 
+@pytest.mark.train
 def test_same_seed_same_weights(train_set, fitted) -> None:
     a, _, pa = fitted
     b, _, pb = fit_dpsgd(FIT_CFG, train_set, CPU)
@@ -307,6 +279,7 @@ def test_same_seed_same_weights(train_set, fitted) -> None:
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
 
 
+@pytest.mark.train
 def test_returned_generator_is_plain_and_loads(train_set, fitted) -> None:
     G, _, _ = fitted  # FIT_CFG has the default norm "batch": trained (and to be recorded) as "group"
     G = copy.deepcopy(G)

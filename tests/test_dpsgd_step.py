@@ -11,9 +11,10 @@ from opacus.optimizers import DPOptimizer
 from torch import nn
 
 from akdray.defenses.private_gan import _LeanDPOptimizer, _kept_as_computed
-from test_dpsgd import CFG, _batch, _models, _private, one_thread, train_set  # noqa: F401  (fixtures)
+from akdray.testing import DP_CFG as CFG, float_batch as _batch, private_gan as _private, seeded_models as _models
 
-pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing:UserWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:Full backward hook is firing:UserWarning"),
+              pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.mark.parametrize("sigma", [0.0, 1.5])

@@ -18,9 +18,7 @@ from akdray.sweep.spec import OBJECTIVES, Param, SweepSpec, base_config, search_
 from analysis import picks as picking, tables
 from analysis.load import load_results
 from analysis.testing import row, write_sweep
-from conftest import TINY
-from test_data import make_aligned
-from test_defenses import Tripwire
+from akdray.testing import TINY, Tripwire, make_aligned
 
 CPU = torch.device("cpu")
 
@@ -28,6 +26,7 @@ CPU = torch.device("cpu")
 # ------------------------------------------------------------------------------------------------
 # 1. Validation split: selection objectives never read test images
 # ------------------------------------------------------------------------------------------------
+@pytest.mark.train
 def test_search_trial_never_reads_test_images(monkeypatch):
     """A search-stage run (eval_split="val") neither generates nor touches a test image."""
     real = splits_mod.synthetic_pairs
@@ -45,6 +44,7 @@ def test_search_trial_never_reads_test_images(monkeypatch):
     assert out["n_references"] == 0
 
 
+@pytest.mark.train
 def test_search_evaluation_with_the_test_role_guarded():
     """The test pairs are a Tripwire: any read of them (x, y, len) during a search trial fails."""
     cfg = RunConfig(**TINY).replace(eval_split="val", n_sample_images=2)
@@ -65,6 +65,7 @@ def test_member_halves_are_disjoint_and_cover_the_members():
     assert torch.equal(member_halves(11, 3)[0], val) and not torch.equal(member_halves(11, 4)[0], val)
 
 
+@pytest.mark.train
 def test_both_blocks_audit_disjoint_member_halves():
     out = run(RunConfig(**TINY))
     assert out["attack_n_members"] == 8 and out["val_attack_n_members"] == 8  # 16 members cut in halves

@@ -25,7 +25,7 @@ from akdray.sweep import cli as pareto
 from akdray.sweep.sink import SINK_FAILURES, ParquetSink
 from akdray.sweep.spec import SweepSpec
 from akdray.sweep.stages import init_sweep
-from conftest import TINY
+from akdray.testing import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -172,8 +172,14 @@ def test_two_sweeps_started_at_the_same_moment_cannot_both_create_it(tmp_path):
         assert sorted(results.get(timeout=5) for _ in procs) == ["created", "refused"]
 
 
-def test_stored_sweep_holds_no_test_hooks():
-    assert "hooks" not in json.loads(SweepSpec(name="x", storage="/tmp").to_json())
+def test_a_sweep_stored_with_the_removed_fault_hooks_still_loads():
+    """akdray <= 0.1.0 wrote ``"hooks": {}`` (test-only fault hooks, since removed) into sweep.json: such a
+    sweep resumes, and writing it back drops the key; hooks that were set are refused, not ignored."""
+    stored = json.loads(SweepSpec(name="x", storage="/tmp", seeds=2).to_json())
+    old = SweepSpec.from_json(json.dumps({**stored, "hooks": {}}))
+    assert old == SweepSpec(name="x", storage="/tmp", seeds=2) and "hooks" not in json.loads(old.to_json())
+    with pytest.raises(ConfigError, match="unknown key.*'hooks'"):
+        SweepSpec.from_json(json.dumps({**stored, "hooks": {"kill_after_s": 3}}), source="s/sweep.json")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -269,6 +275,7 @@ def test_run_trains_on_data_from_a_uri(tmp_path, capsys, monkeypatch):
 # ------------------------------------------------------------------------------------------------
 # A real divergence (an absurd learning rate), not NaN written over a good result
 # ------------------------------------------------------------------------------------------------
+@pytest.mark.train
 def test_diverging_run_exits_1_with_a_failed_row(tmp_path, capsys):
     code = akdray_main(["run", "--method", "teacher", *TINY_SET, "--set", "lr=1e30", "--out", str(tmp_path / "o")])
     assert code == 1

@@ -14,7 +14,7 @@ from akdray.data.splits import InputImages
 from akdray.data.synthetic import synthetic_facades
 from akdray.models import build_generator
 from akdray.pix2pix_format import official_state_dict
-from conftest import TINY
+from akdray.testing import TINY
 from official_reference import OfficialUnet
 
 SETS = [f"--set={k}={v}" for k, v in TINY.items() if k not in ("image_size", "n_train", "proxy_pool_size",
@@ -76,6 +76,7 @@ def test_protect_with_audit_writes_both_formats_and_the_before_after_report(owne
     assert len(list((tmp_path / "translated").iterdir())) == 12
 
 
+@pytest.mark.train
 def test_without_audit_data_nothing_is_measured_and_it_says_so(owner, tmp_path, capsys):
     out = tmp_path / "protected"
     assert _protect(owner, out) == 0
@@ -84,6 +85,7 @@ def test_without_audit_data_nothing_is_measured_and_it_says_so(owner, tmp_path, 
     assert "nothing was measured" in capsys.readouterr().out and not (out / "report.md").exists()
 
 
+@pytest.mark.train
 def test_proxy_targets_are_never_used(owner, tmp_path, monkeypatch):
     """Two proxy folders with the same input halves and unrelated target halves (noise vs black):
     the student sees InputImages holding exactly the input halves, and both students are bit-identical."""

@@ -12,7 +12,7 @@ from akdray.data.splits import InputImages
 from akdray.metrics.kid import generalization_gap
 from akdray.models import build_generator
 from akdray.train import fit_teacher
-from conftest import TINY
+from akdray.testing import TINY
 
 CPU = torch.device("cpu")
 
@@ -35,6 +35,7 @@ def test_paper_presets_evaluate_and_query_the_teacher_as_the_official_test_scrip
     assert make_config("cpu-small").inference_mode == "eval"  # the embedded default says which it uses
 
 
+@pytest.mark.train
 def test_student_starts_from_its_own_weights_not_the_teachers():
     cfg = RunConfig(**TINY).replace(method="akd", teacher_checkpoint="unused", distill_epochs=0,
                                     distill_epochs_decay=1, lr=1e-12)
@@ -48,6 +49,7 @@ def test_student_starts_from_its_own_weights_not_the_teachers():
     assert torch.equal(again.state_dict()[first], student.state_dict()[first])  # still seeded
 
 
+@pytest.mark.train
 def test_l1_only_teacher_has_no_discriminator_and_differs_from_gan_l1():
     cfg = RunConfig(**TINY)
     x, y, _ = synthetic_facades(8, 16, 0, "train")
@@ -101,6 +103,7 @@ def test_jitter_crops_and_flips_inputs_and_targets_alike():
         augment(x[:1])
 
 
+@pytest.mark.train
 def test_jittered_teacher_trains_and_is_reproducible():
     cfg = RunConfig(**TINY).replace(jitter=True)
     x, y, _ = synthetic_facades(8, 16, 0, "train")

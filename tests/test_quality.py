@@ -16,7 +16,7 @@ from akdray.metrics.features import to_uint8
 from akdray.metrics.sharpness import hfer, sharpness_of, swd
 from akdray.models import build_generator
 from akdray.train import to_float
-from conftest import TINY
+from akdray.testing import TINY
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from akdray.sweep.trial import finalize_row, ray_times
 
 
 # ------------------------------------------------------------------------------------------------
-# Fast: no Ray
+# No Ray cluster (test_packed_reference_runs... trains reference models in this process: marked train)
 # ------------------------------------------------------------------------------------------------
 def test_dry_run_prints_plan_and_writes_nothing(tmp_path, capsys):
     assert pareto.main(["--dry-run", "--storage", str(tmp_path), "--num-samples", "akd=2,gauss=1"]) == 0
@@ -175,6 +175,7 @@ def test_study_router_runs_every_study_side_by_side_within_its_budget():
     assert router.suggest("t3") == configs[3]  # a restored trial asks again: same study and values
 
 
+@pytest.mark.train
 def test_packed_reference_runs_equal_separate_runs_weight_for_weight(tmp_path):
     """--references-per-trial: one Train worker trains N reference models one after another, each
     into its own folder, and each is the same model as its own separate run (same seeds)."""
