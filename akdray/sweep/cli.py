@@ -27,7 +27,7 @@ import os
 import socket
 import sys
 from dataclasses import replace
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pandas as pd
 
@@ -134,7 +134,6 @@ def confirm_seed_list(args: argparse.Namespace) -> list[int]:
 
 def run_confirm(args: argparse.Namespace) -> int:
     from akdray.sweep.confirm import run_confirm_stage
-    from akdray.sweep.stages import SweepInterrupted
     from analysis.load import NoResultsError, load_results
     from analysis.picks import confirmation_configs
 
@@ -163,17 +162,27 @@ def run_confirm(args: argparse.Namespace) -> int:
     except (ConfigError, ConnectionError, RuntimeError, ValueError) as exc:
         print(f"pareto: error: cannot connect to Ray at {args.address!r}: {exc}", file=sys.stderr)
         return 2
+    df = _run_stages(lambda: run_confirm_stage(spec, configs, resume=args.resume))
+    if isinstance(df, int):
+        return df
+    failed = int((df["status"] != "ok").sum()) if not df.empty else 0
+    print(f"{len(df)} confirmation rows ({failed} failed); report: python -m analysis.report {spec.sweep_uri}")
+    return 0
+
+
+def _run_stages(stages: Callable[[], pd.DataFrame]) -> pd.DataFrame | int:
+    """The rows the stages return, or the exit code where they stopped: 130 interrupted (``--resume``
+    continues), 3 results that could not be stored."""
+    from akdray.sweep.stages import SweepInterrupted
+
     try:
-        df = run_confirm_stage(spec, configs, resume=args.resume)
+        return stages()
     except SweepInterrupted as exc:
         print(f"pareto: {exc}", file=sys.stderr)
         return 130
     except StorageError as exc:
         print(f"pareto: storage error: {exc}", file=sys.stderr)
         return 3
-    failed = int((df["status"] != "ok").sum()) if not df.empty else 0
-    print(f"{len(df)} confirmation rows ({failed} failed); report: python -m analysis.report {spec.sweep_uri}")
-    return 0
 
 
 def _num_samples(text: str | None, defenses: Sequence[str], smoke: bool) -> dict[str, int]:
@@ -294,18 +303,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ConnectionError, RuntimeError, ValueError) as exc:  # e.g. auto with no cluster
         print(f"pareto: error: cannot connect to Ray at {args.address!r}: {exc}", file=sys.stderr)
         return 2
-    from akdray.sweep.stages import SweepInterrupted, run_sweep
+    from akdray.sweep.stages import run_sweep
     from analysis.fronts import frontier_rows
     from analysis.picks import matched_picks
 
-    try:
-        df = run_sweep(spec, resume=args.resume, pick_fn=matched_picks, rows_fn=frontier_rows)
-    except SweepInterrupted as exc:
-        print(f"pareto: {exc}", file=sys.stderr)
-        return 130
-    except StorageError as exc:
-        print(f"pareto: storage error: {exc}", file=sys.stderr)
-        return 3
+    df = _run_stages(lambda: run_sweep(spec, resume=args.resume, pick_fn=matched_picks, rows_fn=frontier_rows))
+    if isinstance(df, int):
+        return df
     print(format_front(df, spec))
     print(f'\nresults: pd.read_parquet("{join(spec.sweep_uri, RESULTS)}")')
     print(f"optuna:  optuna-dashboard {optuna_url(spec)}")
