@@ -1,4 +1,4 @@
-"""``akdray audit``: the whole attack suite (loss, cal, lira) on an existing generator.
+"""``akdray audit``: the whole attack suite (:mod:`akdray.attacks.registry`) on an existing generator.
 
     akdray audit --checkpoint RUN_OR_PT [--data DIR] [--references N | --reference-runs DIR ...] --out DIR
 
@@ -15,7 +15,8 @@ non-members, ``--data`` for an official checkpoint, references distinct, not the
 family and disjoint from the audited images); the output folder is written atomically (all or nothing).
 
 Control: a held-out reference run given as ``--checkpoint`` never saw the audited members, so its
-cal and lira AUCs should have CIs containing 0.5.
+lira and rmia AUCs should have CIs containing 0.5, and ``leak`` (the attack chosen on one half of
+the audited images, measured on the other: :mod:`akdray.attacks.leak`) should read about 0.5.
 """
 from __future__ import annotations
 
@@ -146,7 +147,9 @@ def summary_lines(record: dict) -> list[str]:
             continue
         lines.append(f"  {a:<6} {record[f'{a}_auc']:6.3f} [{record[f'{a}_auc_lo']:.3f}, {record[f'{a}_auc_hi']:.3f}] "
                      f"{fmt(record[f'{a}_tpr_at_1pct_fpr']):>7} {fmt(record[f'{a}_tpr_at_0p1pct_fpr']):>8}")
-    lines.append(f"  leak {fmt(record.get('leak'))} over {record.get('leak_source')}; "
+    lines.append(f"  leak {fmt(record.get('leak'))} [{fmt(record.get('leak_lo'))}, {fmt(record.get('leak_hi'))}] "
+                 f"(chosen {record.get('leak_attack')} from {record.get('leak_source')}); leak_max "
+                 f"{fmt(record.get('leak_max'))}, permutation p {fmt(record.get('leak_p'))}; "
                  f"{int(record['attack_n_members'])} members, {int(record['attack_n_nonmembers'])} non-members, "
                  f"{int(record['n_references'])} reference models")
     return lines

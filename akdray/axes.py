@@ -6,8 +6,8 @@ hypervolume and ``--refine-picks`` read), the value it is measured against (``ch
 that leaked nothing / an image set identical to the real one) and the reference value of the
 hypervolume box (``worst``). Both axes are minimised.
 
-* **privacy** - ``leak`` (:func:`akdray.attacks.metrics.leakage`), chance 0.5: an AUC of 0.5 = no measurable
-  leakage; the hypervolume box ends at 1.0 (a perfect attack).
+* **privacy** - ``leak`` (:mod:`akdray.attacks.leak`: the AUC of the attack chosen on held-out
+  images, unfolded), chance 0.5: a model that leaked nothing scores 0.5 on average; the hypervolume box ends at 1.0 (a perfect attack).
 * **utility** - ``nkid`` (normalised KID, :mod:`akdray.metrics.kid`), ideal 0; the box ends at 1.0.
 
 A sweep from before the validation block has no ``val_*`` columns; it is selected on its test
@@ -30,7 +30,7 @@ class Axis:
 
 
 PRIVACY = Axis("privacy", "leak", "val_leak", 0.5, 1.0, 0.02,
-               "leak = max over attacks of max(AUC, 1 - AUC)  (0.5 = no measurable leakage)")
+               "leak = AUC of the attack chosen on held-out images  (0.5 = no measurable leakage)")
 UTILITY = Axis("utility", "nkid", "val_nkid", 0.0, 1.0, 0.03, "NKID (lower = better utility)")
 AXES = (PRIVACY, UTILITY)
 

@@ -11,6 +11,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from akdray.attacks.registry import ATTACKS
 from akdray.config import (DIRECTIONS, FIELD_MAX, FIELD_TYPES, INFERENCE_MODES, METHODS, PRESETS, ConfigError,
                            RunConfig, field_range, make_config, parse_overrides)
 from akdray.data.aligned import DataError
@@ -21,8 +22,8 @@ MAX_KID_SUBSETS, MAX_KID_SUBSET_SIZE, MAX_BATCH = FIELD_MAX["kid_subsets"], FIEL
 
 SUMMARY_KEYS = (
     ("method", "method"), ("inference_mode", "inference mode"), ("leak", "leak (0.5 = none)"),
-    ("loss_auc", "loss attack AUCROC"), ("cal_auc", "cal attack AUCROC"), ("lira_auc", "lira attack AUCROC"),
-    ("lira_tpr_at_1pct_fpr", "lira TPR @ 1% FPR"), ("loss_tpr_at_1pct_fpr", "loss TPR @ 1% FPR"),
+    ("leak_p", "leak_max's permutation p"), *((f"{a}_auc", f"{a} attack AUCROC") for a in ATTACKS),
+    *((f"{a}_tpr_at_1pct_fpr", f"{a} TPR @ 1% FPR") for a in ATTACKS),
     ("proxy_mia_auc", "proxy-leakage AUCROC"), ("test_l1", "test L1"), ("kid", "KID"), ("nkid", "NKID"),
     ("kid_subset_size_used", "KID subset size"), ("gen_gap", "generalization gap"),
     ("dp_epsilon", "DP epsilon"), ("status", "status"), ("wall_s", "wall time [s]"),
@@ -77,9 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--resize", action="store_true", help="resize audit images of another size to the model's "
                     "(default: refused; protect.json records it)")
     pr.add_argument("--references", type=int, default=0,
-                    help="train N >= 2 reference models on AUDIT_DATA/val for the calibrated cal and lira attacks "
+                    help="train N >= 2 reference models on AUDIT_DATA/val for the calibrated lira and rmia attacks "
                          "(default 0: the loss attack only)")
-    audit = sub.add_parser("audit", help="loss, cal and lira attacks on a trained generator; writes OUT/audit.json")
+    audit = sub.add_parser("audit", help="loss, lira and rmia attacks on a trained generator; writes OUT/audit.json")
     audit.add_argument("--checkpoint", required=True, help="run folder or checkpoint.pt of the model to audit")
     audit.add_argument("--data", default=None, help="aligned A|B folder (train/ = members, test/ = non-members); "
                        "default: the checkpoint's own data")

@@ -40,18 +40,30 @@ ATTACK_MEANINGS = {
 }
 SUFFIX_MEANINGS = {
     "auc": "AUCROC",
-    "auc_lo": "lower end of the AUC's 95 % bootstrap CI",
-    "auc_hi": "upper end of the AUC's 95 % bootstrap CI",
-    "tpr_at_1pct_fpr": "TPR at 1 % FPR (null with fewer than 1,000 non-members)",
+    "auc_lo": "lower end of the AUC's 95 % CI (logit-DeLong with a Newcombe variance floor; docs/attacks.md)",
+    "auc_hi": "upper end of the AUC's 95 % CI (logit-DeLong with a Newcombe variance floor)",
+    "tpr_at_1pct_fpr": "TPR at 1 % FPR, the threshold set by the non-members (null with fewer than 1,000 non-members)",
+    "tpr_at_1pct_fpr_lo": "lower end of the 95 % Clopper–Pearson CI of the TPR at 1 % FPR",
+    "tpr_at_1pct_fpr_hi": "upper end of the 95 % Clopper–Pearson CI of the TPR at 1 % FPR",
+    "fpr_at_1pct_fpr": "the FPR that threshold reached (<= 1 %)",
     "tpr_at_0p1pct_fpr": "TPR at 0.1 % FPR (null with fewer than 10,000 non-members)",
+    "tpr_at_0p1pct_fpr_lo": "lower end of the 95 % Clopper–Pearson CI of the TPR at 0.1 % FPR",
+    "tpr_at_0p1pct_fpr_hi": "upper end of the 95 % Clopper–Pearson CI of the TPR at 0.1 % FPR",
+    "fpr_at_0p1pct_fpr": "the FPR that threshold reached (<= 0.1 %)",
     "balanced_acc": "best balanced accuracy over all thresholds",
 }
 MEANINGS = {
     # metrics
     "attack_n_members": "members audited", "attack_n_nonmembers": "non-members audited",
-    "n_references": "reference models behind cal and lira (0: loss attack only)",
-    "leak": "max over the row's attacks of max(AUC, 1 − AUC); 0.5 = no measurable leakage",
-    "leak_source": "the attacks `leak` was taken over, e.g. loss,cal,lira",
+    "n_references": "reference models behind lira (K >= 2) and rmia (K >= 1) (0: loss attack only)",
+    "leak": "the privacy axis: AUC of the attack (and direction) chosen on the other half of the audited images, "
+            "unfolded, mean of the two halves; 0.5 on average for a model that leaked nothing (docs/attacks.md)",
+    "leak_lo": "lower end of `leak`'s 95 % CI", "leak_hi": "upper end of `leak`'s 95 % CI",
+    "leak_attack": "the attack each half chose for `leak` (first half's, second half's; - = score flipped)",
+    "leak_source": "the attacks `leak` chose from, e.g. loss,lira,rmia",
+    "leak_max": "max over the row's attacks of max(AUC, 1 − AUC) (the `leak` before issue #27; biased above 0.5)",
+    "leak_p": "permutation p-value of `leak_max` (member labels shuffled `attack_bootstrap` times, seeded)",
+    "leak_null_mean": "mean of `leak_max` over those permutations (what a model that leaked nothing scores)",
     "proxy_mia_n_members": "proxy pairs audited", "proxy_mia_n_nonmembers": "test pairs audited against them",
     "train_l1": "mean L1 loss on the audited members", "test_l1": "mean L1 loss on the audited non-members",
     "kid": "KID(outputs on test inputs, real test targets)", "kid_std": "standard deviation of `kid` over the subsets",
@@ -74,6 +86,8 @@ MEANINGS = {
     "train_s": "training time", "eval_s": "evaluation time", "device_used": "torch device the run used",
     "started_at": "ISO time", "finished_at": "ISO time", "akdray_version": "", "torch_version": "",
     "host": "machine name",
+    "code_commit": "git commit of the akdray source that ran (+dirty: with uncommitted changes; akdray.provenance)",
+    "code_commit": "git commit of the akdray source that ran (+dirty: with uncommitted changes; akdray.provenance)",
     # sweep keys
     "sweep_id": "the sweep (sweep.json)", "trial_id": "the Tune trial; key of scores/ and samples/",
     "stage": "reference / teacher / search / confirm-reference / confirm",
@@ -87,7 +101,8 @@ MEANINGS = {
     "worker_setup_s": "Train worker running -> its runs start (torch and akdray imports; ~0 in a reused local-mode trial process)",
     "ray_end_s": "last run finished -> driver holds the result (report, checkpoint upload, shutdown)",
     # scores/ and samples/
-    "attack": "loss / cal / lira / proxy_mia; val_loss / val_cal / val_lira for the validation block",
+    "attack": "an attack of akdray.attacks.registry (loss / lira / rmia) or proxy_mia; val_<attack> for the "
+              "validation block",
     "role": "train / test / proxy / val", "name": "image file name", "is_member": "member of the audited target",
     "score": "the attack's score (higher = member)", "input_png": "input image, PNG bytes",
     "target_png": "ground truth, PNG bytes", "output_png": "the model's output, PNG bytes",

@@ -85,7 +85,7 @@ class RunConfig:
     eval_split: str = "both"  # val: only the validation set (val_* columns; test images never loaded) | test | both
     attack_n_per_side: int = 0  # members = non-members = this many; 0 = every training pair and every test pair
     reference_checkpoints: str = ""  # comma-separated reference run folders / URIs (calibrated attacks cal, lira)
-    attack_bootstrap: int = 1000  # bootstrap resamples of each attack's AUC confidence interval
+    attack_bootstrap: int = 1000  # permutations behind leak_p (>= 1000); the AUC CI bootstrap before issue #27
     kid_subset_size: int = 50
     kid_subsets: int = 100
     kid_max_images: int = 100  # images per KID set (outputs, real) for speed; 0 = all (sweep search trials: --search-kid-images)

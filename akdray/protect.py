@@ -7,7 +7,7 @@ of an aligned proxy folder only the input halves are kept) by the same :func:`fi
 student is written in both formats (``checkpoint.pt`` and ``pix2pix/latest_net_G.pth``). With the
 owner's aligned data (``train/`` = members, ``test/`` = non-members) teacher and student are audited
 by :func:`akdray.protect_audit.audit_model` - the loss attack, and with ``--references K`` (K >= 2
-reference models trained on the audit data's ``val/`` pairs) the calibrated cal and lira attacks;
+reference models trained on the audit data's ``val/`` pairs) the calibrated lira and rmia attacks;
 without audit data nothing is measured, and the output says so.
 """
 from __future__ import annotations
@@ -64,7 +64,7 @@ class ProtectJob:
     audit: Splits | None
     out: Path
     device: torch.device
-    references: int = 0  # reference models to train on <audit-data>/val for the cal and lira attacks
+    references: int = 0  # reference models to train on <audit-data>/val for the lira and rmia attacks
     resized: bool = False  # --resize: audit images of another size were resized to the model's
 
 
@@ -262,8 +262,8 @@ def report_markdown(result: dict) -> str:
         return "\n".join(lines + [NOT_MEASURED, ""])
     lines += [f"Audit on `{audit['data']}`: {audit['n_members']} members (train/) vs {audit['n_nonmembers']} "
               f"non-members (test/); attacks {', '.join(audit['attacks'])} ({audit['n_references']} reference models); "
-              f"inference mode `{audit['inference_mode']}`; 95% CIs from {audit['n_bootstrap']} seeded bootstrap "
-              "resamples; TPR at an FPR f is – where fewer than 10/f non-members support it.", "",
+              f"inference mode `{audit['inference_mode']}`; 95% AUC CIs logit-DeLong, leak_p from {audit['n_bootstrap']} "
+              "seeded permutations; TPR at an FPR f is – where fewer than 10/f non-members support it.", "",
               *audit_table(audit), "",
               f"Leakage (leak = the AUC of the attack chosen on held-out images; 0.5 = none, on average) went from "
               f"{_fmt(audit['teacher']['leak'])} to {_fmt(audit['student']['leak'])} (reduction "

@@ -1,11 +1,12 @@
 """The before/after audit of ``akdray protect``: the attack suite of :mod:`akdray.attacks` on teacher and student.
 
 :func:`audit_model` runs :func:`akdray.evaluate.evaluate` on the owner's data (members = ``train/``,
-non-members = ``test/``): the loss attack (Eq. 3) always, and the calibrated ``cal`` and ``lira``
-attacks when reference models are given (``akdray protect --references K``, K >= 2). Every AUC has
-its seeded bootstrap 95 % CI; leakage is ``leak`` = the largest max(AUC, 1 − AUC) over the attacks
-(0.5 = none measurable): an AUC below 0.5 means the attacker should flip its score, not that the
-model is more private.
+non-members = ``test/``): the loss attack (Eq. 3) always, and the calibrated ``rmia`` (K >= 1) and
+``lira`` (K >= 2) attacks when reference models are given (``akdray protect --references K``). Every
+AUC has its 95 % CI (logit-DeLong); leakage is ``leak`` (:mod:`akdray.attacks.leak`): the audited
+images are split in two halves, the attack and its direction are chosen on one half and its AUC is
+measured on the other (both ways, averaged), so a model that leaked nothing reads 0.5 on average,
+before as after. ``leak_max`` (the largest max(AUC, 1 − AUC)) is kept with its permutation p-value.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from akdray.attacks.signals import Serve
 from akdray.config import RunConfig
 from akdray.data.splits import Splits
 from akdray.evaluate import evaluate
-from akdray.schema import ATTACKS
+from akdray.schema import ATTACKS, LEAK_KEYS, LEAK_KEYS, LEAK_KEYS, LEAK_KEYS, LEAK_KEYS, LEAK_KEYS, LEAK_KEYS
 
 QUALITY_KEYS = ("train_l1", "test_l1", "kid", "nkid", "gen_gap")
 
@@ -39,5 +40,5 @@ def model_summary(row: dict) -> dict:
         attacks[a] = {"auc": row[f"{a}_auc"], "auc_lo": lo, "auc_hi": hi, "ci_contains_chance": bool(lo <= 0.5 <= hi),
                       "tpr_at_1pct_fpr": row.get(f"{a}_tpr_at_1pct_fpr"),
                       "tpr_at_0p1pct_fpr": row.get(f"{a}_tpr_at_0p1pct_fpr")}
-    return {"attacks": attacks, "leak": row.get("leak"), "leak_source": row.get("leak_source"),
+    return {"attacks": attacks, **{k: row.get(k) for k in LEAK_KEYS},
             **{k: row.get(k) for k in QUALITY_KEYS}}

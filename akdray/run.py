@@ -29,6 +29,8 @@ from akdray.defenses.gauss import add_output_noise
 from akdray.evaluate import Serve, evaluate, sample_images
 from akdray.metrics.features import to_uint8
 from akdray.outdir import atomic_dir, check_out_dir
+from akdray.provenance import code_commit
+from akdray.provenance import code_commit
 from akdray.schema import CONFIG_FILE, METRIC_KEYS, ROW_FILE, SAMPLES_FILE, SCORES_FILE
 from akdray.train import TrainingDiverged, existing_device, fit_teacher, resolve_device
 
@@ -42,7 +44,7 @@ class Prepared:
     teacher: nn.Module | None
     device: torch.device
     out_dir: Path | None
-    references: list[nn.Module] = field(default_factory=list)  # the K reference generators (cal, lira)
+    references: list[nn.Module] = field(default_factory=list)  # the K reference generators (lira, rmia)
     prepare_s: float = 0.0  # seconds spent checking and loading all of this (data, teacher, references)
 
 
@@ -135,7 +137,7 @@ def execute(p: Prepared) -> dict[str, Any]:
                train_s=train_s, eval_s=eval_s,
                device_used=str(p.device), started_at=started.isoformat(),
                finished_at=datetime.now(timezone.utc).isoformat(), akdray_version=akdray.__version__,
-               torch_version=str(torch.__version__), host=platform.node())
+               torch_version=str(torch.__version__), host=platform.node(), code_commit=code_commit())
     if p.out_dir is not None:
         write_run_dir(p.out_dir, row, saved_cfg, G, scores, samples)
     return row

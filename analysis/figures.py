@@ -1,15 +1,17 @@
 """The paper's figures as PNG (matplotlib, Agg backend), one data set (preset) per call.
 
-* :func:`pareto_figure` - Figs 3/4: every trial in (leak, NKID), each method's Pareto front as a
-  staircase, the picks starred, AKD's NKID bound dashed, (0.5, 0) marked "ideal" (leak 0.5 = no
-  measurable leakage).
+* :func:`pareto_figure` - Figs 3/4: every trial on the selection axes (:mod:`akdray.axes`: leak,
+  NKID), each method's Pareto front as a staircase, the picks starred, AKD's NKID bound dashed, the
+  ideal point (leak 0.5 = no measurable leakage, NKID 0) marked.
 * :func:`roc_figure` - ROC curves of the picked models on log-log axes (sklearn ``roc_curve`` on
-  the ``scores`` dataset): the last attack of the registry (:mod:`akdray.attacks.registry`) the run
-  has scores of (``lira`` where the run has reference models, else ``loss``, Eq. 3). Rates are floored at half of one step (0.5 / n) so zero rates stay on the log axes.
+  the ``scores`` dataset): the attack the run's ``leak`` chose (``leak_attack``), else the last
+  attack of the registry (:mod:`akdray.attacks.registry`) the run has scores of. Rates are floored at half of one step (0.5 / n) so zero rates stay on the log axes.
 * :func:`loss_histograms` - Fig 7: reconstruction loss of members vs non-members for the Regular
   (teacher) model and AKD.
 * :func:`sample_grid` - Figs 5/6: input, ground truth, teacher, DP-SGD, DMP, AKD (then Gauss if
-  picked) for the first test images all of them share (``samples`` dataset, PNG bytes).
+  picked) for the first images all of them share (``samples`` dataset, PNG bytes); where they share
+  none (teachers are sampled on test images, search trials on validation images), each model's own
+  first images, blank where a model has no sample.
 
 A picked model is shown by its representative run: the ok run of its label with the lowest seed,
 then lowest ``trial_id`` (the confirmation run of seed 0 when there is one).
@@ -92,12 +94,16 @@ def _attack_scores(scores: pd.DataFrame, trial_id: str, attack: str = "loss") ->
     return scores[(scores["trial_id"] == trial_id) & (scores["attack"] == attack)]
 
 
-def roc_figure(scores: pd.DataFrame, reps: pd.DataFrame, path: Path, title: str) -> Path | None:
-    """Log-log ROC curves of the representative runs; ``None`` if no run has both classes scored."""
+def roc_figure(scores: pd.DataFrame, reps: pd.DataFrame, path: Path, title: str,
+               leak_attacks: dict | None = None) -> Path | None:
+    """Log-log ROC curves of the representative runs, each of the attack its ``leak`` chose (first fold's,
+    ``leak_attacks``: trial_id -> leak_attack), else the last attack of the registry it has scores of;
+    ``None`` if no run has both classes scored."""
     fig, ax = plt.subplots(figsize=(5.6, 5.0))
     floor, drawn = 1.0, 0
     for _, rep in reps.iterrows():
-        for attack in reversed(ATTACKS):  # the last attack of the registry the run has scores of
+        chosen = str((leak_attacks or {}).get(rep["trial_id"]) or "").split(",")[0].lstrip("-")
+        for attack in ([chosen] if chosen in ATTACKS else []) + list(reversed(ATTACKS)):
             s = _attack_scores(scores, rep["trial_id"], attack)
             if len(s):
                 break
@@ -152,28 +158,51 @@ def _decode(png: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
 
 
+def _grid_images(by_trial: dict, columns: list[tuple[str, str]], n_images: int) -> list[str]:
+    """The first ``n_images`` images every column has; without any, each column's first images in turn (so
+    teachers sampled on test images and search trials on validation images both appear)."""
+    shared = sorted(set.intersection(*(set(by_trial[tid].index) for _, tid in columns)))
+    if shared:
+        return shared[:n_images]
+    names: list[str] = []
+    per_column = max(1, n_images // 2)
+    for _, tid in columns:
+        have = [n for n in sorted(by_trial[tid].index) if n in names]
+        for name in sorted(by_trial[tid].index):
+            if len(have) >= per_column:
+                break
+            if name not in names:
+                names.append(name)
+                have.append(name)
+    return names[: 2 * n_images]
+
+
+def _blank(like: bytes) -> np.ndarray:
+    return np.full_like(_decode(like), 235)
+
+
 def sample_grid(samples: pd.DataFrame, columns: list[tuple[str, str]], path: Path, title: str,
                 n_images: int = 4) -> Path | None:
-    """Figs 5/6: rows = test images, columns = input, ground truth, then each ``(name, trial_id)``."""
+    """Figs 5/6: rows = images, columns = input, ground truth, then each ``(name, trial_id)``; a blank
+    cell where that model was not sampled on that image."""
     if samples.empty or not columns:
         return None
     by_trial = {tid: samples[samples["trial_id"] == tid].drop_duplicates("name").set_index("name") for _, tid in columns}
     columns = [(name, tid) for name, tid in columns if len(by_trial[tid])]
     if not columns:
         return None
-    names = sorted(set.intersection(*(set(by_trial[tid].index) for _, tid in columns)))[:n_images]
-    if not names:
-        return None
+    names = _grid_images(by_trial, columns, n_images)
     heads = ["Input", "Ground truth"] + [name for name, _ in columns]
-    fig, axes = plt.subplots(len(names), len(heads), figsize=(1.6 * len(heads), 1.7 * len(names) + 0.4), squeeze=False,
-                             layout="constrained")
-    first = by_trial[columns[0][1]]
+    fig, axes_ = plt.subplots(len(names), len(heads), figsize=(1.6 * len(heads), 1.7 * len(names) + 0.4),
+                              squeeze=False, layout="constrained")
     for r, image in enumerate(names):
-        pictures = [first.loc[image, "input_png"], first.loc[image, "target_png"]]
-        pictures += [by_trial[tid].loc[image, "output_png"] for _, tid in columns]
-        for c, png in enumerate(pictures):
-            ax = axes[r][c]
-            ax.imshow(_decode(png), interpolation="nearest")
+        first = next(by_trial[tid] for _, tid in columns if image in by_trial[tid].index)
+        pictures = [_decode(first.loc[image, "input_png"]), _decode(first.loc[image, "target_png"])]
+        pictures += [_decode(by_trial[tid].loc[image, "output_png"]) if image in by_trial[tid].index
+                     else _blank(first.loc[image, "target_png"]) for _, tid in columns]
+        for c, picture in enumerate(pictures):
+            ax = axes_[r][c]
+            ax.imshow(picture, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:

@@ -1,7 +1,8 @@
 """Pareto fronts in (leak, NKID), both minimised, and their 2-D hypervolume (Figs 3/4).
 
-``leak`` is the privacy axis centred on chance: the largest max(AUC, 1 - AUC) over the row's attacks
-(loss, cal, lira), 0.5 = no measurable leakage; the ideal point is (leak 0.5, NKID 0).
+``leak`` is the privacy axis centred on chance (:mod:`akdray.attacks.leak`: the AUC of the attack
+chosen on held-out images, 0.5 on average for a model that leaked nothing); the ideal point is
+(leak 0.5, NKID 0).
 
 A trial is on its method's front if no other trial of the same method and data set (preset) is
 at least as good in both objectives and better in one; identical points are all kept. The

@@ -18,16 +18,19 @@ import pandas as pd
 
 from akdray.config import DEPLOYED_METHODS, FIELD_TYPES
 from akdray.results import RESULTS, SWEEP_FILE, read_dataset
-from akdray.schema import ATTACKS, attack_columns
+from akdray.schema import ATTACKS, LEAK_KEYS, TEXT_METRIC_KEYS, attack_columns
 from akdray.storage import StorageError, read_bytes
 
+# What a row's ``leak`` is: rows without ``leak_max`` were written before issue #27, when leak WAS the maximum.
+CURRENT_AXIS, LEGACY_AXIS = "chosen on held-out images", "max over attacks (before issue #27)"
+NUMERIC_LEAK_KEYS = tuple(k for k in LEAK_KEYS if k not in TEXT_METRIC_KEYS)
 METHOD_ORDER = DEPLOYED_METHODS  # teacher, akd, dmp, dpsgd, gauss: the order of every table and legend
 # Metric / info columns this package reads; coerced to float (a failed row's None -> NaN).
 NUMERIC_COLUMNS = (
-    *(c for a in ATTACKS for c in attack_columns(a)), "leak", "n_references", "proxy_mia_auc",
+    *(c for a in ATTACKS for c in attack_columns(a)), *NUMERIC_LEAK_KEYS, "n_references", "proxy_mia_auc",
     "train_l1", "test_l1", "kid", "kid_std", "kid_max", "nkid", "kid_train", "nkid_train", "gen_gap",
-    "dp_epsilon", "dp_sample_rate", "dp_steps", "wall_s", "train_s", "eval_s", "val_leak", "val_nkid", "val_kid",
-    *(f"val_{c}" for a in ATTACKS for c in attack_columns(a)),
+    "dp_epsilon", "dp_sample_rate", "dp_steps", "wall_s", "train_s", "eval_s", "val_nkid", "val_kid",
+    *(f"val_{c}" for c in NUMERIC_LEAK_KEYS), *(f"val_{c}" for a in ATTACKS for c in attack_columns(a)),
 )
 
 
@@ -73,7 +76,11 @@ def normalize_results(df: pd.DataFrame) -> pd.DataFrame:
     for name in ("sweep_id", "pick"):  # ``pick``: the confirmation label, None outside that stage
         column = out[name] if name in out.columns else pd.Series(None, index=out.index, dtype=object)
         out[name] = column.astype(object).where(column.notna(), None)
-    return out.reset_index(drop=True).copy()  # one block: later .assign calls stay fast
+    out = out.reset_index(drop=True).copy()  # one block: later .assign calls stay fast
+    if "leak" in out.columns:
+        current = out["leak_max"].notna() if "leak_max" in out.columns else pd.Series(False, index=out.index)
+        out["leak_axis"] = np.where(current, CURRENT_AXIS, LEGACY_AXIS)
+    return out
 
 
 def _sweep_uri(sweep_dir: str | Path) -> str:

@@ -8,7 +8,7 @@ measured on the validation set where the sweep has one (:func:`analysis.fronts.f
    Regular model of Tables II-IV). ``teacher_nkid`` is the mean NKID of all ok teacher rows.
    **teacher-groupnorm** - likewise among the teacher-stage rows with ``pick == "teacher-groupnorm"``
    (the teacher with norm=group, DP-SGD's architecture); it is no teacher of the rule below.
-The privacy measure is ``leak`` (max over the row's attacks of max(AUC, 1 - AUC); 0.5 = none).
+The privacy measure is ``leak`` (:mod:`akdray.attacks.leak`; 0.5 = none on average).
 
 2. **akd** - on AKD's Pareto front in (leak, NKID) (:mod:`analysis.fronts`), the point with the
    lowest ``leak`` whose ``nkid <= teacher_nkid * (1 + tol)`` (``tol`` = 0.5 by default: at
@@ -21,7 +21,12 @@ The privacy measure is ``leak`` (max over the row's attacks of max(AUC, 1 - AUC)
    lower ``leak``, then ``trial_id``). Distances are rounded to 12 decimals before comparing
    so floating-point noise cannot break a tie; ``trial_id`` compares as a string.
 4. **Tolerance**: a ``@utility`` pick matches only if ``|NKID - NKID_akd| <= utility_tol x NKID_akd``
-   (default 10 %), a ``@privacy`` pick only if ``|leak - leak_akd| <= privacy_tol`` (default 0.02).
+   (default 10 %: no standard error of the validation NKID is recorded), a ``@privacy`` pick only if
+   ``|leak - leak_akd| <= privacy_tol``; by default that tolerance is the standard error of the
+   difference of two validation leaks, sqrt(2) x SE(leak_akd), SE from AKD's 95 % CI
+   ((hi - lo) / 3.92): closer than that, two trials are not told apart (before issue #27 a fixed 0.02,
+   below the ~0.031 standard error of ONE validation leak at AUC 0.70, 100 vs 500). The
+   ``tolerance`` column states it per pick.
    Otherwise ``within`` is False and the rule says "no trial within tolerance": the nearest trial is
    still shown, with its ``distance`` (``sweeps/pareto.py --refine-picks`` adds trials around it).
 
@@ -43,7 +48,11 @@ from analysis.load import normalize_results
 BASELINES = ("dmp", "dpsgd", "gauss")
 DEFAULT_TOL = 0.5
 DEFAULT_UTILITY_TOL = 0.10  # relative NKID distance to AKD's pick for "matched utility"
-DEFAULT_PRIVACY_TOL = 0.02  # leak distance to AKD's pick for "matched privacy"
+# "matched privacy": None = sqrt(2) x the standard error of AKD's selection leak (from its 95 % CI), the standard
+# error of a difference of two such measures; a number = that absolute leak distance. Rows without a leak CI
+# (before issue #27) fall back to LEGACY_PRIVACY_TOL.
+DEFAULT_PRIVACY_TOL: float | None = None
+LEGACY_PRIVACY_TOL = 0.02
 CONFIRM_SEED_START = 100  # confirmation seeds 100.. are disjoint from every seed a search uses (0..)
 DEFAULT_SEEDS = tuple(range(CONFIRM_SEED_START, CONFIRM_SEED_START + 5))
 NO_MATCH = "no trial within tolerance"
@@ -71,13 +80,23 @@ def _matched(preset: str, method: str, cands: pd.DataFrame, ref: pd.Series, axis
     x, y = selection_axes(cands)
     column, other = (y, x) if axis is axes.UTILITY else (x, y)
     row, dist = nearest(cands, column, ref[column], [other, column])
-    allowed = tol * abs(float(ref[column])) if axis is axes.UTILITY else tol
+    allowed = tol * abs(float(ref[column])) if axis is axes.UTILITY else privacy_tolerance(ref, column, tol)
     within = dist <= allowed + 1e-12
     what = {"utility": "NKID", "privacy": "leak"}[axis.name]
     names = {x: "leak", y: "nkid"}  # the rule's words name the measures, not the block they were taken on
     rule = (f"nearest {what} to AKD within {allowed:.4g}; ties: lower {names[other]}, {names[column]}, trial_id"
             if within else f"{NO_MATCH} (|Δ{what}| <= {allowed:.4g}): nearest shown, distance {dist:.4g}")
     return _record(preset, f"{method}@{axis.name}", row, axis.name, ref[column], dist, rule, allowed, within)
+
+
+def privacy_tolerance(ref: pd.Series, column: str, tol: float | None) -> float:
+    """``tol``, or (None) sqrt(2) x the standard error of ``ref``'s leak from its 95 % CI (rule 4)."""
+    if tol is not None:
+        return float(tol)
+    lo, hi = ref.get(f"{column}_lo", np.nan), ref.get(f"{column}_hi", np.nan)
+    if not (pd.notna(lo) and pd.notna(hi)):
+        return LEGACY_PRIVACY_TOL
+    return float(np.sqrt(2.0) * (float(hi) - float(lo)) / (2 * 1.959964))
 
 
 def pick_akd(akd_rows: pd.DataFrame, teacher_nkid: float, tol: float = DEFAULT_TOL) -> tuple[pd.Series, str]:
@@ -100,7 +119,7 @@ def nearest(rows: pd.DataFrame, column: str, target: float, ties: list[str]) -> 
 
 
 def matched_picks(results: pd.DataFrame, tol: float = DEFAULT_TOL, baselines: Iterable[str] = BASELINES, *,
-                  utility_tol: float = DEFAULT_UTILITY_TOL, privacy_tol: float = DEFAULT_PRIVACY_TOL) -> pd.DataFrame:
+                  utility_tol: float = DEFAULT_UTILITY_TOL, privacy_tol: float | None = DEFAULT_PRIVACY_TOL) -> pd.DataFrame:
     """The picks of every data set: teacher (and teacher-groupnorm), akd, then ``b@utility`` and
     ``b@privacy`` per baseline, each with ``within`` its tolerance or not (rule 4)."""
     rows = frontier_rows(results)

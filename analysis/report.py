@@ -27,8 +27,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from analysis import figures, fronts, picks as picking, tables
-from analysis.load import METHOD_ORDER, NoResultsError, load_provenance, load_results, load_rows_for
+from akdray import axes
+from analysis import figures, fronts, picks as picking, tables, verdict
+from analysis.load import LEGACY_AXIS, METHOD_ORDER, NoResultsError, load_provenance, load_results, load_rows_for
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:0.88em}th,td{border:1px solid #bbb;padding:3px 8px;text-align:left}
@@ -54,7 +55,7 @@ def provenance(results: pd.DataFrame, sweep_json: dict) -> pd.DataFrame:
     items += [
         ("sweep_id", _join(col("sweep_id"))), ("presets", _join(results["preset"])),
         ("seeds", ", ".join(str(int(s)) for s in sorted(pd.to_numeric(col("seed"), errors="coerce").dropna().unique()))),
-        ("commit", str(sweep_json.get("commit", "not recorded (no sweep.json commit)"))),
+        ("commit (code that ran)", str(sweep_json.get("commit") or _join(col("code_commit")).replace("—", "not recorded"))),
         ("akdray_version", _join(col("akdray_version"))), ("torch_version", _join(col("torch_version"))),
         ("hosts", _join(col("host"))), ("devices", _join(col("device_used"))),
         ("trials", f"{len(results)} ({n_ok} ok, {len(results) - n_ok} failed)"),
@@ -138,8 +139,11 @@ def seeds_text(results: pd.DataFrame) -> str:
 
 def build_report(sweep_dir: str, out: Path, tol: float = picking.DEFAULT_TOL, seeds=picking.DEFAULT_SEEDS,
                  n_images: int = 4, utility_tol: float = picking.DEFAULT_UTILITY_TOL,
-                 privacy_tol: float = picking.DEFAULT_PRIVACY_TOL) -> tuple[Path, Path]:
-    """Everything above; returns (report.html, report.md). Raises NoResultsError without results."""
+                 privacy_tol: float | None = picking.DEFAULT_PRIVACY_TOL) -> tuple[Path, Path]:
+    """Everything above; returns (report.html, report.md). Raises NoResultsError without results.
+
+    Order: the answer (verdict, Table II, the Pareto figure), then how it was selected (fronts,
+    picks), the other tables and figures, the confirmation configs, and the provenance last."""
     results = load_results(sweep_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "tables").mkdir(exist_ok=True)
@@ -149,71 +153,98 @@ def build_report(sweep_dir: str, out: Path, tol: float = picking.DEFAULT_TOL, se
     reps = figures.representatives(rows)
     scores = load_rows_for(sweep_dir, "scores", reps["trial_id"])
     samples = load_rows_for(sweep_dir, "samples", reps["trial_id"])
+    notes = tables.match_notes(picks)
+    summaries = {spec.key: tables.summarize(rows, spec, sources) for spec in tables.TABLES}
+    diffs = verdict.paired_differences(rows)
 
     doc = Doc(out)
-    doc.heading("Provenance")
-    doc.table(provenance(results, load_provenance(sweep_dir)))
-    count_frame = counts(results)
-    doc.table(count_frame, "Trials per data set, method and stage (failed rows are excluded from fronts, picks and tables).")
-    failed = results[results["status"] != "ok"]
-    if len(failed):
-        cols = [c for c in ("preset", "method", "stage", "trial_id", "error") if c in failed]
-        doc.table(failed[cols].head(20).fillna("—"), f"Failed trials ({len(failed)}; first 20).")
+    doc.heading("Verdict")
+    lines = verdict.verdict_lines(diffs, notes)
+    doc.text("Each baseline against AKD at its matched point: differences per shared seed (confirmation runs), "
+             "95 % paired t-intervals; leak = the AUC of the attack chosen on held-out images (0.5 = none).")
+    for line in lines or ["No baseline pick has paired rows with AKD (no confirmation stage, or no AKD pick)."]:
+        doc.text(line)
+    doc.table(_fmt(diffs), "Paired differences to AKD (pick − AKD per seed): mean [95 % t-interval].")
+    legacy = results["leak_axis"].eq(LEGACY_AXIS) & results["leak"].notna() if "leak_axis" in results else None
+    if legacy is not None and legacy.any():
+        doc.text(f"WARNING: {int(legacy.sum())} row(s) were measured before issue #27: their leak is the largest "
+                 "max(AUC, 1 − AUC) over the attacks, biased above 0.5 for a model that leaked nothing "
+                 "(docs/attacks.md); compare them only with each other.")
+    spec2 = tables.TABLES[0]
+    doc.table(tables.display(summaries[spec2.key], spec2, notes), tables.caption(spec2, sources))
+    for preset in sorted(results["preset"].unique()):
+        doc.figure(figures.pareto_figure(trials[trials["preset"] == preset], front[front["preset"] == preset],
+                                         picks[picks["preset"] == preset], out / "figures" / f"pareto_{_slug(preset)}.png",
+                                         f"{preset}: trials and Pareto fronts"),
+                   f"Fig 3/4 ({preset}): every ok trial, each method's Pareto front, the picks (stars).")
 
     doc.heading("Pareto fronts and hypervolume (Figs 3/4)")
-    doc.text("Both objectives are minimised: leak = max over the attacks (loss, cal, lira) of max(AUC, 1 - AUC), "
-             "0.5 = no measurable leakage, and NKID; the ideal point is (0.5, 0). Fronts, hypervolumes and picks use "
+    doc.text("Both objectives are minimised: leak (the AUC of the attack chosen on the other half of the audited "
+             "images, unfolded: 0.5 = no measurable leakage on average) and NKID; the ideal point is "
+             f"{axes.IDEAL}. Fronts, hypervolumes and picks use "
              + ("the validation measures (val_leak, val_nkid: validation half of the members vs validation "
                 "non-members), never the test set; " if fronts.uses_validation(results) else "the test measures; ")
              + "Tables II-IV use the test measures. Hypervolume: exact 2-D area dominated "
-             "by each method's front inside the box bounded by the reference point (leak 1.0, NKID 1.0); larger is "
+             f"by each method's front inside the box bounded by the reference point {axes.REFERENCE}; larger is "
              "better, at most 0.5.")
     doc.table(_fmt(hv), "Hypervolume per method (fronts from teacher and search stages).")
 
     doc.heading("Matched picks")
     measured = "the validation set (val_leak, val_nkid)" if fronts.uses_validation(results) else "the test set (a sweep without validation columns)"
+    privacy_rule = (f"within {privacy_tol:g} of AKD's leak" if privacy_tol is not None else
+                    "within the standard error of the leak difference (sqrt 2 x the SE of AKD's leak, from its CI; "
+                    "the tolerance column states it per pick)")
     doc.text(f"Picks are selected on {measured}. Rule (tol = {tol}): AKD = the front point with the lowest leak whose "
              "NKID <= teacher mean NKID x (1 + tol), else the lowest-NKID front point; for each baseline, the trial "
              "nearest to AKD in NKID (@utility; ties: lower leak, NKID, trial_id) and in leak (@privacy; ties: lower "
              f"NKID, leak, trial_id). Teacher = lowest seed. A @utility pick matches within {utility_tol:.0%} of AKD's "
-             f"NKID, a @privacy pick within {privacy_tol:g} of AKD's leak; otherwise it is marked "
+             f"NKID, a @privacy pick {privacy_rule}; otherwise it is marked "
              f"'{picking.NO_MATCH}' and the nearest trial is shown with its distance.")
     doc.text(seeds_text(results))
     doc.table(_fmt(picks), "Picks (target: the NKID bound for akd, AKD's value for the baselines).")
 
-    doc.heading("Tables II-IV")
+    doc.heading("Tables III-IV")
+    for spec in tables.TABLES[1:]:
+        doc.table(tables.display(summaries[spec.key], spec, notes), tables.caption(spec, sources))
     for spec in tables.TABLES:
-        summary = tables.summarize(rows, spec, sources)
-        summary.to_csv(out / "tables" / f"{spec.key}.csv", index=False)
-        doc.table(tables.display(summary, spec, tables.match_notes(picks)), tables.caption(spec, sources))
+        summaries[spec.key].to_csv(out / "tables" / f"{spec.key}.csv", index=False)
 
     doc.heading("Figures")
+    leak_attacks = dict(zip(rows["trial_id"], rows["leak_attack"])) if "leak_attack" in rows else {}
     for preset in sorted(results["preset"].unique()):
-        _figures(doc, preset, trials, front, picks, reps[reps["preset"] == preset], scores, samples, n_images)
+        _figures(doc, preset, reps[reps["preset"] == preset], scores, samples, n_images, leak_attacks)
 
     picks.to_csv(out / "tables" / "picks.csv", index=False)
     hv.to_csv(out / "tables" / "hypervolume.csv", index=False)
-    count_frame.to_csv(out / "tables" / "counts.csv", index=False)
+    diffs.to_csv(out / "tables" / "paired.csv", index=False)
     doc.heading("Confirmation stage")
     doc.text(_write_confirm(results, picks, seeds, out))
+
+    doc.heading("Provenance")
+    doc.table(provenance(results, load_provenance(sweep_dir)))
+    count_frame = counts(results)
+    count_frame.to_csv(out / "tables" / "counts.csv", index=False)
+    doc.table(count_frame, "Trials per data set, method and stage (failed rows are excluded from fronts, picks and tables).")
+    failed = results[results["status"] != "ok"]
+    if len(failed):
+        cols = [c for c in ("preset", "method", "stage", "trial_id", "error") if c in failed]
+        doc.table(failed[cols].head(20).fillna("—"), f"Failed trials ({len(failed)}; first 20).")
     return doc.write(f"AKD vs membership inference - sweep report ({Path(str(sweep_dir)).name})")
 
 
-def _figures(doc: Doc, preset: str, trials, front, picks, reps, scores, samples, n_images: int) -> None:
-    """The four figures of one data set, in the report's order."""
+def _figures(doc: Doc, preset: str, reps, scores, samples, n_images: int, leak_attacks: dict) -> None:
+    """The ROC curves, loss histograms and sample grid of one data set (the Pareto figure opens the report)."""
     slug, fig_dir = _slug(preset), doc.out / "figures"
-    doc.figure(figures.pareto_figure(trials[trials["preset"] == preset], front[front["preset"] == preset],
-                                     picks[picks["preset"] == preset], fig_dir / f"pareto_{slug}.png",
-                                     f"{preset}: trials and Pareto fronts"),
-               f"Fig 3/4 ({preset}): every ok trial, each method's Pareto front, the picks (stars).")
-    doc.figure(figures.roc_figure(scores, reps, fig_dir / f"roc_{slug}.png", f"{preset}: attack ROC"),
-               f"ROC curves ({preset}) of the picked models, log-log; dashed = @privacy picks.")
+    doc.figure(figures.roc_figure(scores, reps, fig_dir / f"roc_{slug}.png", f"{preset}: attack ROC", leak_attacks),
+               f"ROC curves ({preset}) of the picked models (the attack leak chose), log-log; dashed = @privacy picks.")
     panels = [(name, tid) for name, key in (("Regular (teacher)", "teacher"), ("AKD", "akd")) if (tid := _find(reps, key))]
     doc.figure(figures.loss_histograms(scores, panels, fig_dir / f"loss_hist_{slug}.png", f"{preset}: reconstruction loss"),
                f"Fig 7 ({preset}): reconstruction loss of members vs non-members, Regular and AKD.")
     grid = [(name, tid) for key, name in figures.GRID_COLUMNS if (tid := _find(reps, key))]
-    doc.figure(figures.sample_grid(samples, grid, fig_dir / f"samples_{slug}.png", f"{preset}: test samples", n_images),
-               f"Figs 5/6 ({preset}): input, ground truth and outputs (DP-SGD and DMP at AKD's utility).")
+    doc.figure(figures.sample_grid(samples, grid, fig_dir / f"samples_{slug}.png", f"{preset}: samples", n_images),
+               f"Figs 5/6 ({preset}): input, ground truth and outputs (DP-SGD and DMP at AKD's utility); a blank "
+               "cell = that model was not sampled on that image (teachers and confirmation runs are sampled on test "
+               "images, search trials on validation images).")
 
 
 def _write_confirm(results: pd.DataFrame, picks: pd.DataFrame, seeds, out: Path) -> str:
@@ -239,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--utility-tol", type=float, default=picking.DEFAULT_UTILITY_TOL,
                         help="@utility picks match within this relative NKID distance of AKD's pick (default 0.10)")
     parser.add_argument("--privacy-tol", type=float, default=picking.DEFAULT_PRIVACY_TOL,
-                        help="@privacy picks match within this leak distance of AKD's pick (default 0.02)")
+                        help="@privacy picks match within this leak distance of AKD's pick (default: sqrt 2 x the "
+                             "standard error of AKD's validation leak, from its CI)")
     parser.add_argument("--images", type=int, default=4, help="test images in the sample grid")
     args = parser.parse_args(argv)
     out = Path(args.out) if args.out else (Path("report") if "://" in args.sweep_dir else Path(args.sweep_dir) / "report")

@@ -33,7 +33,7 @@ def row(method: str, trial_id: str, loss_auc: float | None, nkid: float | None, 
         metrics.update(loss_tpr_at_1pct_fpr=round(loss_auc - 0.45, 6), loss_tpr_at_0p1pct_fpr=round(loss_auc - 0.48, 6),
                        nkid_train=round(nkid - 0.05, 6), gen_gap=0.05)
     leak = None if loss_auc is None else max(loss_auc, 1.0 - loss_auc)
-    out = {**config, "loss_auc": loss_auc, "leak": leak, "leak_source": "loss", "nkid": nkid, **metrics, "status": status,
+    out = {**config, "loss_auc": loss_auc, "leak": leak, "leak_max": leak, "leak_source": "loss", "nkid": nkid, **metrics, "status": status,
            "error": None if status == "ok" else "diverged: loss is nan", "wall_s": 10.0, "train_s": 8.0,
            "eval_s": 2.0, "device_used": "cpu", "started_at": "2026-01-01T00:00:00+00:00",
            "finished_at": "2026-01-01T00:00:10+00:00", "akdray_version": "0.1.0", "torch_version": "2.9.0",

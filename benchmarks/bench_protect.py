@@ -42,7 +42,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="folder for data/, teacher/, official/, protected/ (reused if there)")
     ap.add_argument("--smoke-test", action="store_true", help="1 epoch each, tiny KID: checks the pipeline only")
-    ap.add_argument("--references", type=int, default=2, help="reference models for cal and lira (0: loss only)")
+    ap.add_argument("--references", type=int, default=2, help="reference models for lira and rmia (0: loss only)")
     args = ap.parse_args()
     out = Path(args.out)
     extra = SMOKE if args.smoke_test else []

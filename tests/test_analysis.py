@@ -264,3 +264,26 @@ def test_recipe_key_ignores_what_the_confirmation_changes_and_nothing_else(known
     assert recipe_key(rerun) == recipe_key(cfg)
     assert recipe_key({**cfg, "distill_lambda": 51.0}) != recipe_key(cfg)
     assert recipe_key({**cfg, "data_seed": 7}) != recipe_key(cfg)
+
+
+def test_method_claims_are_paired_t_intervals_over_shared_seeds():
+    from analysis import verdict
+
+    mean, lo, hi = verdict.paired_interval(np.array([0.1, 0.2, 0.3]))
+    assert mean == pytest.approx(0.2) and hi - mean == pytest.approx(4.302653 * 0.1 / np.sqrt(3), rel=1e-5)
+    assert np.isnan(verdict.paired_interval(np.array([0.1]))[1])
+    rows = pd.DataFrame({"preset": "p", "status": "ok", "seed": [1, 2, 3, 1, 2, 4],
+                         "label": ["akd"] * 3 + ["dmp@utility"] * 3,
+                         "leak": [0.70, 0.72, 0.71, 0.75, 0.78, 0.99], "nkid": [0.2, 0.2, 0.2, 0.1, 0.1, 0.1]})
+    diffs = verdict.paired_differences(rows).set_index("pick")
+    assert diffs.loc["dmp@utility", "n_pairs"] == 2  # seed 3 and seed 4 have no partner
+    assert diffs.loc["dmp@utility", "leak_diff"] == pytest.approx(0.055)  # (0.05 + 0.06) / 2, not 0.84/3 - 0.71
+    line = verdict.verdict_lines(diffs.reset_index(), {})[0]  # two pairs: the leak interval still holds 0
+    assert "no difference measured (leak − AKD +0.055 [-0.009, +0.119])" in line and "better images than AKD" in line
+
+
+def test_the_privacy_tolerance_is_the_standard_error_of_a_difference_of_two_leaks():
+    ref = pd.Series({"val_leak": 0.7, "val_leak_lo": 0.64, "val_leak_hi": 0.76})
+    assert picks.privacy_tolerance(ref, "val_leak", None) == pytest.approx(np.sqrt(2) * 0.12 / 3.919928)
+    assert picks.privacy_tolerance(ref, "val_leak", 0.05) == 0.05
+    assert picks.privacy_tolerance(pd.Series({"leak": 0.7}), "leak", None) == picks.LEGACY_PRIVACY_TOL

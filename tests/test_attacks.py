@@ -3,11 +3,13 @@ CIs, leak's symmetry, and - trained at tiny size - the control and a memorising 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
+from scipy.stats import spearmanr
 import torch
 
-from akdray.attacks.metrics import attack_metrics, bootstrap_auc_ci, leakage, tpr_at_fpr
-from akdray.attacks.scores import cal_score, lira_score
+from akdray.attacks.metrics import attack_metrics, auc_ci, tpr_at_fpr
+from akdray.attacks.scores import lira_score, rmia_score
 from akdray.attacks.signals import reconstruction_loss
 from akdray.attacks.suite import audit_sample, run_attacks
 from akdray.audit import audit_checkpoint
@@ -41,26 +43,30 @@ def test_tpr_at_low_fpr_is_null_without_enough_nonmembers():
     assert tpr_at_fpr(labels, scores, 0.01) == 1.0 and tpr_at_fpr(labels, scores, 0.001) is None
 
 
-def test_bootstrap_ci_is_reproducible_with_the_same_seed_and_brackets_the_auc():
+def test_auc_ci_is_deterministic_and_brackets_the_auc():
     rng = np.random.default_rng(1)
     labels, scores = _labels(50, 80), np.r_[rng.normal(0.5, 1, 50), rng.normal(0, 1, 80)]
-    a, b = bootstrap_auc_ci(labels, scores, 1000, seed=7), bootstrap_auc_ci(labels, scores, 1000, seed=7)
-    assert a == b and a != bootstrap_auc_ci(labels, scores, 1000, seed=8)
+    a = auc_ci(labels, scores)
+    assert a == auc_ci(labels, scores)
     auc = attack_metrics(labels, scores, "x")["x_auc"]
     assert a[0] < auc < a[1] and 0.1 < a[1] - a[0] < 0.4
+    assert 0 < auc_ci(labels, np.r_[np.ones(50), np.zeros(80)])[0] < 1.0 == attack_metrics(  # AUC 1: inside (0, 1)
+        labels, np.r_[np.ones(50), np.zeros(80)], "x")["x_auc"]
 
 
-def test_flipping_an_attacks_sign_leaves_leak_unchanged():
+def test_every_attack_has_the_same_columns_and_leak_names_what_it_rests_on():
     rng = np.random.default_rng(2)
     member, nonmember = rng.gamma(2, 0.05, 40), rng.gamma(2, 0.07, 60)
     refs_in, refs_out = rng.gamma(2, 0.07, (3, 40)), rng.gamma(2, 0.07, (3, 60))
     row, scores = run_attacks(member, nonmember, refs_in, refs_out)
-    labels = _labels(40, 60)
-    flipped = {a: attack_metrics(labels, -s, a)[f"{a}_auc"] for a, s in scores.items()}  # every score negated
-    assert leakage(flipped)[0] == pytest.approx(row["leak"]) and row["leak_source"] == "loss,cal,lira"
-    assert leakage({"loss": 0.3})[0] == pytest.approx(0.7) == leakage({"loss": 0.7})[0]
+    assert row["leak_source"] == "loss,lira,rmia" and set(scores) == {"loss", "lira", "rmia"}
+    assert {k.split("_", 1)[1] for k in row if k.startswith("lira_")} == {k.split("_", 1)[1] for k in row
+                                                                          if k.startswith("rmia_")}
+    assert row["leak_lo"] < row["leak"] < row["leak_hi"] and 0 < row["leak_p"] <= 1
     without, _ = run_attacks(member, nonmember, np.zeros((0, 40)), np.zeros((0, 60)))
-    assert without["leak_source"] == "loss" and without["cal_auc"] is None and without["n_references"] == 0
+    assert without["leak_source"] == "loss" and without["lira_auc"] is None and without["n_references"] == 0
+    one, _ = run_attacks(member, nonmember, refs_in[:1], refs_out[:1])  # RMIA needs one reference, LiRA two
+    assert one["leak_source"] == "loss,rmia" and one["lira_auc"] is None
 
 
 def test_calibration_removes_per_image_difficulty():
@@ -71,9 +77,9 @@ def test_calibration_removes_per_image_difficulty():
     target[:100] *= 0.8  # members reconstructed 20 % better
     labels = _labels(100, 100)
     loss = attack_metrics(labels, -target, "loss")["loss_auc"]
-    cal = attack_metrics(labels, cal_score(target, refs), "cal")["cal_auc"]
     lira = attack_metrics(labels, lira_score(target, refs), "lira")["lira_auc"]
-    assert loss < 0.8 and cal > 0.9 and lira > 0.95
+    rmia = attack_metrics(labels, rmia_score(target, refs, ~labels), "rmia")["rmia_auc"]
+    assert loss < 0.8 and lira > 0.95 and rmia > 0.9
     with pytest.raises(ValueError, match="at least 2"):
         lira_score(target, refs[:1])
 
@@ -89,8 +95,9 @@ def test_reconstruction_loss_units_and_audit_sample():
 
 @pytest.mark.slow
 def test_control_and_memorising_target(tmp_path):
-    """A held-out reference as the target: cal and lira CIs contain 0.5. A teacher trained many
-    epochs on 8 images: lira AUC near 1, with the same reference models."""
+    """A held-out reference as the target: lira and rmia CIs contain 0.5. A teacher trained many
+    epochs on 8 images: lira and rmia AUC near 1, with the same reference models, and the attacks
+    rank its images differently."""
     base = RunConfig(**{**TINY, "n_train": 8, "n_test": 32, "epochs": 40, "ngf": 16, "use_dropout": False,
                         "reference_pool_size": 40})
     refs = []
@@ -100,8 +107,13 @@ def test_control_and_memorising_target(tmp_path):
         assert row["status"] == "ok" and row["nkid"] is None  # a reference run costs no KID
         refs.append(str(path))
     control = audit_checkpoint(refs[0], tmp_path / "control", reference_runs=refs[1:])
-    for attack in ("cal", "lira"):
+    for attack in ("lira", "rmia"):
         assert control[f"{attack}_auc_lo"] <= 0.5 <= control[f"{attack}_auc_hi"], control
     teacher = run(base.replace(reference_checkpoints=",".join(refs[1:])), tmp_path / "teacher")
-    # half of the 8 members are audited against the test set, the other half against the validation set
-    assert teacher["lira_auc"] > 0.9 and teacher["attack_n_members"] == 4 and teacher["attack_n_nonmembers"] == 32
+    # every member is audited against the test set (half of them also against the validation set)
+    assert teacher["lira_auc"] > 0.9 and teacher["rmia_auc"] > 0.9
+    assert teacher["attack_n_members"] == 8 and teacher["attack_n_nonmembers"] == 32 and teacher["val_attack_n_members"] == 4
+    scores = pd.read_parquet(tmp_path / "teacher" / "scores.parquet")
+    by = {a: scores[scores["attack"] == a].sort_values("name")["score"].to_numpy() for a in ("loss", "lira", "rmia")}
+    for a, b in (("loss", "lira"), ("lira", "rmia"), ("loss", "rmia")):
+        assert spearmanr(by[a], by[b]).statistic < 0.99, (a, b)

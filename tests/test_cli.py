@@ -154,13 +154,13 @@ def test_audit_of_a_run_folder_writes_json_scores_and_roc(teacher_dir, tmp_path,
     assert main(["audit", "--checkpoint", str(teacher_dir), "--references", "2", "--out", str(out)]) == 0
     assert {"audit.json", "scores.parquet", "roc.png"} <= {p.name for p in out.iterdir()}
     record = json.loads((out / "audit.json").read_text())
-    for attack in ("loss", "cal", "lira"):
+    for attack in ("loss", "lira", "rmia"):
         assert record[f"{attack}_auc_lo"] <= record[f"{attack}_auc"] <= record[f"{attack}_auc_hi"]
         assert record[f"{attack}_tpr_at_0p1pct_fpr"] is None  # 16 non-members: not measurable
-    assert record["n_references"] == 2 and record["leak_source"] == "loss,cal,lira"
+    assert record["n_references"] == 2 and record["leak_source"] == "loss,lira,rmia"
     import pandas as pd
     scores = pd.read_parquet(out / "scores.parquet")
-    assert scores.groupby("attack").size().to_dict() == {"cal": 32, "lira": 32, "loss": 32}
+    assert scores.groupby("attack").size().to_dict() == {"lira": 32, "loss": 32, "rmia": 32}
     assert "lira" in capsys.readouterr().out
     # the reference runs it trained are reusable: a second audit against them gives the same numbers
     again = tmp_path / "again"

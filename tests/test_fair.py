@@ -66,9 +66,9 @@ def test_member_halves_are_disjoint_and_cover_the_members():
 
 
 @pytest.mark.train
-def test_both_blocks_audit_disjoint_member_halves():
+def test_the_test_block_audits_every_member_and_the_validation_block_half():
     out = run(RunConfig(**TINY))
-    assert out["attack_n_members"] == 8 and out["val_attack_n_members"] == 8  # 16 members cut in halves
+    assert out["attack_n_members"] == 16 and out["val_attack_n_members"] == 8  # issue #27: confirmation audits all
     assert out["val_attack_n_nonmembers"] == TINY["n_val"] and out["attack_n_nonmembers"] == TINY["n_test"]
 
 

@@ -57,16 +57,17 @@ def test_protect_with_audit_writes_both_formats_and_the_before_after_report(owne
     audit = result["audit"]
     assert result["measured"] and result["teacher"]["format"] == "pix2pix" and result["proxy"]["n_images"] == 8
     assert audit["n_members"] == audit["n_nonmembers"] == 12 and audit["inference_mode"] == "eval"
-    assert audit["attacks"] == ["loss", "cal", "lira"] and audit["n_references"] == 2
+    assert audit["attacks"] == ["loss", "lira", "rmia"] and audit["n_references"] == 2
     for name in ("teacher", "student"):
         m = audit[name]
         for a in m["attacks"].values():
             assert a["auc_lo"] <= a["auc"] <= a["auc_hi"] and a["ci_contains_chance"] == (a["auc_lo"] <= 0.5 <= a["auc_hi"])
             assert a["tpr_at_1pct_fpr"] is None  # 12 non-members cannot support a 1 % FPR
-        assert m["leak"] == pytest.approx(max(max(a["auc"], 1 - a["auc"]) for a in m["attacks"].values()))
+        assert m["leak_max"] == pytest.approx(max(max(a["auc"], 1 - a["auc"]) for a in m["attacks"].values()))
+        assert m["leak_lo"] <= m["leak"] <= m["leak_hi"] and 0 < m["leak_p"] <= 1
         assert m["nkid"] is not None
     scores = pd.read_parquet(out / "scores.parquet")
-    assert set(scores["attack"]) == {"loss", "cal", "lira"} and set(scores["model"]) == {"teacher", "student"}
+    assert set(scores["attack"]) == {"loss", "lira", "rmia"} and set(scores["model"]) == {"teacher", "student"}
     assert "| teacher |" in (out / "report.md").read_text() and "| student |" in capsys.readouterr().out
     student = torch.load(out / "pix2pix" / "latest_net_G.pth", weights_only=True)
     OfficialUnet(5, 8, "batch").load_state_dict(student, strict=True)

@@ -78,12 +78,12 @@ def test_smoke_sweep_writes_parquet_for_every_stage_and_defense(smoke):
     assert len(refs) == 2 and refs["nkid"].isna().all() and refs["data_seed"].eq(0).all()  # K = 2, no KID
     assert all(set(r.split(",")) == set(refs["checkpoint"]) for r in search["reference_checkpoints"])
     deployed = df[df["stage"] != "reference"]
-    val = ["val_leak", "val_loss_auc", "val_cal_auc", "val_lira_auc", "val_nkid"]
-    assert deployed[val].notna().all().all() and (deployed["val_leak_source"] == "loss,cal,lira").all()
+    val = ["val_leak", "val_leak_p", "val_loss_auc", "val_lira_auc", "val_rmia_auc", "val_nkid"]
+    assert deployed[val].notna().all().all() and (deployed["val_leak_source"] == "loss,lira,rmia").all()
     assert (search["eval_split"] == "val").all() and search[["leak", "loss_auc", "nkid"]].isna().all().all()
-    assert teachers[["leak", "loss_auc", "cal_auc", "lira_auc", "nkid"]].notna().all().all()  # both blocks
+    assert teachers[["leak", "leak_p", "loss_auc", "lira_auc", "rmia_auc", "nkid"]].notna().all().all()  # both blocks
     assert search["kid_max_images"].eq(4).all() and teachers["kid_max_images"].eq(8).all()  # --search-kid-images 4
-    assert (deployed["n_references"] == 2).all() and (teachers["leak_source"] == "loss,cal,lira").all()
+    assert (deployed["n_references"] == 2).all() and (teachers["leak_source"] == "loss,lira,rmia").all()
     timing = df[["ray_start_s", "worker_setup_s", "ray_end_s"]]  # where Ray's share of each trial went
     assert (timing >= 0).all().all() and (timing.sum(axis=1) < df["trial_time_s"] - df["wall_s"] + 1.0).all()
     assert _spec(sweep).train_workers == 0  # the sweep's own local cluster: Ray Train's local mode

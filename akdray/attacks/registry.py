@@ -11,7 +11,8 @@ import numpy as np
 
 from akdray.attacks import scores
 
-Score = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (target losses [N], reference losses [K, N]) -> [N]
+# (target losses [N], reference losses [K, N], population mask [N]: the non-members) -> scores [N]
+Score = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -25,8 +26,8 @@ class Attack:
 
 REGISTRY: dict[str, Attack] = {a.name: a for a in (
     Attack("loss", scores.loss_score, 0, "-", "Eq. 3"),
-    Attack("cal", scores.cal_score, 1, "--", "difficulty calibration"),
-    Attack("lira", scores.lira_score, scores.LIRA_MIN_REFERENCES, ":", "offline LiRA"),
+    Attack("lira", scores.lira_score, scores.LIRA_MIN_REFERENCES, "--", "offline LiRA; per-image variance from K = 16"),
+    Attack("rmia", scores.rmia_score, scores.RMIA_MIN_REFERENCES, ":", "offline RMIA, a = 0.7"),
 )}
 ATTACKS = tuple(REGISTRY)
 

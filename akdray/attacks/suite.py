@@ -14,7 +14,8 @@ import pandas as pd
 import torch
 
 from akdray import seeds
-from akdray.attacks.metrics import attack_metrics, balanced_accuracy, leakage
+from akdray.attacks.leak import MIN_PERMUTATIONS, leak_columns
+from akdray.attacks.metrics import attack_metrics
 from akdray.attacks.scores import attack_scores
 from akdray.schema import ATTACKS, SCORE_COLUMNS, attack_columns
 
@@ -30,34 +31,30 @@ def audit_sample(n_members_pool: int, n_nonmembers_pool: int, n_per_side: int, s
     return members, nonmembers
 
 
-def membership_row(labels: np.ndarray, scores: np.ndarray, prefix: str, *, n_boot: int, seed: int) -> dict:
+def membership_row(labels: np.ndarray, scores: np.ndarray, prefix: str) -> dict:
     """All columns of :func:`akdray.schema.attack_columns` for one attack."""
-    row = attack_metrics(labels, scores, prefix, n_boot=n_boot, seed=seed)
-    row[f"{prefix}_balanced_acc"] = balanced_accuracy(labels, scores)
-    return row
+    return attack_metrics(labels, scores, prefix)
 
 
 def run_attacks(member_loss: np.ndarray, nonmember_loss: np.ndarray, ref_member_loss: np.ndarray,
-                ref_nonmember_loss: np.ndarray, *, n_boot: int = 1000, seed: int = 0) -> tuple[dict, dict[str, np.ndarray]]:
-    """Every attack the K reference models allow (loss; cal with K >= 1; lira with K >= 2).
+                ref_nonmember_loss: np.ndarray, *, seed: int = 0,
+                n_permutations: int = MIN_PERMUTATIONS) -> tuple[dict, dict[str, np.ndarray]]:
+    """Every attack the K reference models allow (:mod:`akdray.attacks.registry`; the non-members are
+    RMIA's population), and ``leak`` with its columns (:mod:`akdray.attacks.leak`, seeded by ``seed``).
 
-    Returns the row columns (attacks not run are None; ``leak`` over the attacks that ran, named
-    in ``leak_source``) and the per-image scores, members first.
+    Returns the row columns (attacks not run are None) and the per-image scores, members first.
     """
     labels = np.r_[np.ones(len(member_loss), bool), np.zeros(len(nonmember_loss), bool)]
     target = np.r_[member_loss, nonmember_loss]
     refs = np.concatenate([np.asarray(ref_member_loss).reshape(-1, len(member_loss)),
                            np.asarray(ref_nonmember_loss).reshape(-1, len(nonmember_loss))], axis=1)
-    scores = attack_scores(target, refs)
+    scores = attack_scores(target, refs, ~labels)
     row: dict = {}
     for name in ATTACKS:
-        if name in scores:
-            row.update(membership_row(labels, scores[name], name, n_boot=n_boot, seed=seed))
-        else:
-            row.update(dict.fromkeys(attack_columns(name)))
-    leak, source = leakage({name: row[f"{name}_auc"] for name in scores})
+        row.update(membership_row(labels, scores[name], name) if name in scores else dict.fromkeys(attack_columns(name)))
+    row.update(leak_columns(labels, scores, seed=seed, n_permutations=n_permutations))
     row.update(attack_n_members=float(len(member_loss)), attack_n_nonmembers=float(len(nonmember_loss)),
-               n_references=float(refs.shape[0]), leak=leak, leak_source=source)
+               n_references=float(refs.shape[0]))
     return row, scores
 
 

@@ -31,6 +31,7 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
+from akdray.attacks.registry import ATTACKS
 from akdray.config import PRESETS, ConfigError, parse_overrides
 from akdray.results import RESULTS, SWEEP_FILE
 from akdray.storage import StorageError, exists, join, read_bytes
@@ -55,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default {','.join(f'{k}={v}' for k, v in DEFAULT_SAMPLES.items())})")
     p.add_argument("--seeds", type=int, default=1, help="teacher seeds (one search per defense and seed); default 1")
     p.add_argument("--references", type=int, default=None,
-                   help=f"reference models per seed for the calibrated attacks cal and lira: 0 (loss attack only) "
+                   help=f"reference models per seed for the calibrated attacks lira and rmia: 0 (loss attack only) "
                         f"or >= 2 (default {DEFAULT_REFERENCES})")
     p.add_argument("--references-per-trial", type=int, default=1, metavar="N",
                    help="reference models trained one after another in one trial (Ray's start-up paid once per "
@@ -318,9 +319,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _privacy(r, prefix: str = "val_") -> str:
-    """(val_)leak, then each attack's AUC (loss / cal / lira; "-" where not run), and (val_)nkid."""
+    """(val_)leak, then each attack's AUC (akdray.attacks.registry; "-" where not run), and (val_)nkid."""
     aucs = " ".join(f"{a}={v:.3f}" if isinstance(v := getattr(r, f"{prefix}{a}_auc", None), float) and math.isfinite(v)
-                    else f"{a}=-" for a in ("loss", "cal", "lira"))
+                    else f"{a}=-" for a in ATTACKS)
     return f"{prefix}leak={getattr(r, prefix + 'leak'):.4f} (AUC {aucs}) {prefix}nkid={getattr(r, prefix + 'nkid'):.4f}"
 
 

@@ -104,7 +104,7 @@ class SweepSpec:
     # starts itself, 1 with --address.
     train_workers: int = 1
     search_seed: int = 0
-    references: int = DEFAULT_REFERENCES  # reference models per (data set, seed): cal and lira attacks
+    references: int = DEFAULT_REFERENCES  # reference models per (data set, seed): lira and rmia attacks
     references_per_trial: int = 1  # reference models trained one after another by one Train worker
     # KID images per set of a search trial (its val_nkid objective), at most kid_max_images; 0 = kid_max_images,
     # which teacher and confirmation runs use.
@@ -304,7 +304,7 @@ def describe(spec: SweepSpec, plan: list[Study]) -> str:
          f"  retries: {spec.train_max_failures} by Ray Train (worker crash), {spec.max_failures} by Tune (trial crash)"),
         f"stage 0 'reference': {spec.references} reference model(s) per seed (teacher recipe, no KID), "
         f"{-(-spec.references // spec.references_per_trial) * spec.seeds} trial(s) "
-        f"({spec.references_per_trial} per trial); every later trial runs the loss, cal and lira attacks",
+        f"({spec.references_per_trial} per trial); every later trial runs the loss, lira and rmia attacks",
         f"stage 1 'teacher': {spec.seeds} trial(s), seeds {spec.seed_list} "
         f"(epochs={teacher.epochs}+{teacher.epochs_decay}, image_size={teacher.image_size}, n_train={teacher.n_train}; "
         f"without GPUs idle trial slots go to the teachers)",
