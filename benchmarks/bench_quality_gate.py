@@ -1,7 +1,7 @@
 """Issue #24's gate: can AKD beat L1-only distillation at all when the teacher is perfect and stochastic?
 
     python benchmarks/bench_quality_gate.py --seeds 0 1 2 [--size 32] [--epochs 60] [--lambdas 10 100]
-        [--proxy 100] [--rows FILE.jsonl] [--device cpu|cuda] [--smoke]
+        [--proxy 100] [--rows FILE.jsonl] [--device cpu|cuda] [--report] [--smoke]
 
 The teacher is the ``sharp`` renderer itself (:class:`akdray.defenses.renderer_teacher.RendererTeacher`):
 ``stochastic`` draws each proxy input's crisp detail again at every query (what official pix2pix's
@@ -79,6 +79,8 @@ def student_row(seed: int, size: int, condition: str, student: str, lam: float, 
 def interval(diffs: list[float]) -> tuple[float, float, float]:
     """Mean and 95 % paired t-interval of per-seed differences."""
     d = np.asarray(diffs, float)
+    if len(d) == 0:
+        return math.nan, math.nan, math.nan
     if len(d) < 2:
         return float(d.mean()), math.nan, math.nan
     half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
@@ -143,6 +145,7 @@ def main() -> int:
     ap.add_argument("--rows", type=Path, default=None,
                     help="append rows here as JSON lines; rows already there are skipped")
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N] (training, generation and Inception features)")
+    ap.add_argument("--report", action="store_true", help="train nothing: the tables of the rows in --rows")
     ap.add_argument("--smoke", action="store_true", help="1 seed, 2 epochs, 8 proxy and 16 test images (timing only)")
     args = ap.parse_args()
     if args.smoke:
@@ -151,10 +154,13 @@ def main() -> int:
         if args.rows and args.rows.exists() else []
     done = {(r["size"], r["seed"], r["condition"], r["student"], r["lambda"], r["epochs"], r["proxy"]) for r in rows}
     t0 = time.perf_counter()
-    for seed in args.seeds:
-        proxy_x = synthetic_facades(args.proxy, args.size, seed, "proxy", "sharp")[0]
-        test_x, test_y, _ = synthetic_facades(args.n_test, args.size, seed, "test", "sharp")
-        for cond in args.conditions:
+    data = {} if args.report else {seed: (synthetic_facades(args.proxy, args.size, seed, "proxy", "sharp")[0],
+                                          *synthetic_facades(args.n_test, args.size, seed, "test", "sharp")[:2])
+                                   for seed in args.seeds}
+    # every seed of the stochastic teacher first: a run cut short still has them paired
+    for cond in [] if args.report else args.conditions:
+        for seed in args.seeds:
+            proxy_x, test_x, test_y = data[seed]
             teacher = RendererTeacher(proxy_x, seed, stochastic=cond == "stochastic")
             for student, lam in [("dmp", 100.0), *(("akd", lam) for lam in args.lambdas)]:
                 if (args.size, seed, cond, student, lam, args.epochs, args.proxy) in done:
