@@ -79,7 +79,8 @@ def pareto_figure(trials: pd.DataFrame, front: pd.DataFrame, picks: pd.DataFrame
     ax.annotate("ideal (no leakage, perfect images)", axes.IDEAL, xytext=(6, 6), textcoords="offset points", fontsize=8)
     for axis, column, setter in ((axes.PRIVACY, x, ax.set_xlim), (axes.UTILITY, y, ax.set_ylim)):
         top = max(axis.worst, float(trials[column].max()) + axis.margin) if len(trials) else axis.worst
-        setter(axis.chance - axis.margin, top)
+        low = min(axis.chance, float(trials[column].min())) if len(trials) else axis.chance  # unfolded leak: < 0.5
+        setter(low - axis.margin, top)
     ax.set_xlabel(axes.PRIVACY.label)
     ax.set_ylabel(axes.UTILITY.label)
     ax.set_title(title)

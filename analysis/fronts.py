@@ -7,7 +7,8 @@ chosen on held-out images, 0.5 on average for a model that leaked nothing); the 
 A trial is on its method's front if no other trial of the same method and data set (preset) is
 at least as good in both objectives and better in one; identical points are all kept. The
 hypervolume is the area dominated by the front inside the box bounded by the reference point
-(leak 1.0, NKID 1.0), so the largest possible hypervolume is 0.5 (a point at the ideal): an exact
+(leak 1.0, NKID 1.0), so a point at the ideal has hypervolume 0.5 (more only where a leak, unfolded,
+reads below 0.5 by chance - :mod:`akdray.attacks.leak` - which is noise, not privacy): an exact
 sweep over the points sorted by leak; points at or beyond the reference in either objective
 contribute nothing. Fronts use the ``teacher`` and ``search``
 stages only - ``confirm`` rows repeat picked configurations over seeds and are not new points.

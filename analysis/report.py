@@ -186,7 +186,8 @@ def build_report(sweep_dir: str, out: Path, tol: float = picking.DEFAULT_TOL, se
                 "non-members), never the test set; " if fronts.uses_validation(results) else "the test measures; ")
              + "Tables II-IV use the test measures. Hypervolume: exact 2-D area dominated "
              f"by each method's front inside the box bounded by the reference point {axes.REFERENCE}; larger is "
-             "better, at most 0.5.")
+             "better; 0.5 at the ideal point (a leak below 0.5 is chance: leak is unfolded, so it can read below 0.5 "
+             "and add area).")
     doc.table(_fmt(hv), "Hypervolume per method (fronts from teacher and search stages).")
 
     doc.heading("Matched picks")
