@@ -45,11 +45,11 @@ def _check_pair(fake: Tensor, real: Tensor) -> None:
 
 
 def _unit(images: Tensor) -> Tensor:
-    return images.double().div(255.0)
+    return images.float().div(255.0)
 
 
 def high_frequency_power(images: Tensor, cutoff: float = HF_CUTOFF) -> Tensor:
-    """Per image: mean over channels of the DFT power above ``cutoff`` cycles/px (float64 ``[N]``).
+    """Per image: mean over channels of the DFT power above ``cutoff`` cycles/px (float32 ``[N]``).
 
     By Parseval, Σ|DFT|² / (H·W)² over all frequencies is the channel's per-pixel variance; this is
     the part of that variance above ``cutoff`` (pixel values in [0, 1]).
@@ -59,7 +59,7 @@ def high_frequency_power(images: Tensor, cutoff: float = HF_CUTOFF) -> Tensor:
     x = x - x.mean(dim=(-2, -1), keepdim=True)
     h, w = x.shape[-2:]
     power = torch.fft.fft2(x).abs().square() / (h * w)
-    fy, fx = torch.fft.fftfreq(h, dtype=torch.float64), torch.fft.fftfreq(w, dtype=torch.float64)
+    fy, fx = torch.fft.fftfreq(h), torch.fft.fftfreq(w)
     high = (fy[:, None].square() + fx[None, :].square()).sqrt() > cutoff
     return (power * high).sum(dim=(-2, -1)).mean(dim=1) / (h * w)
 
@@ -74,8 +74,8 @@ def hfer(fake: Tensor, real: Tensor, cutoff: float = HF_CUTOFF) -> float:
 
 def high_pass(images: Tensor) -> Tensor:
     """Float ``[N, 3, H, W]`` in [0, 1] minus its separable 5×5 binomial blur (reflect padding)."""
-    x = _unit(images) if images.dtype == torch.uint8 else images.double()
-    k = _BINOMIAL.double()
+    x = _unit(images) if images.dtype == torch.uint8 else images.float()
+    k = _BINOMIAL
     pad = F.pad(x, (2, 2, 2, 2), mode="reflect")
     blur = F.conv2d(pad.reshape(-1, 1, *pad.shape[-2:]), k.view(1, 1, 1, 5))
     blur = F.conv2d(blur, k.view(1, 1, 5, 1)).reshape(x.shape)
@@ -83,7 +83,7 @@ def high_pass(images: Tensor) -> Tensor:
 
 
 def patch_descriptors(images: Tensor, n: int, generator: torch.Generator) -> Tensor:
-    """``n`` high-pass 5×5×3 patches (float64 ``[n, 75]``, channel-major) at seeded random places."""
+    """``n`` high-pass 5×5×3 patches (float32 ``[n, 75]``, channel-major) at seeded random places."""
     hp = high_pass(images)
     N, C, H, W = hp.shape
     if H < PATCH or W < PATCH:
@@ -113,7 +113,7 @@ def swd(fake: Tensor, real: Tensor, seed: int = 0, n_patches: int = SWD_PATCHES,
     mean = per_channel.mean(dim=(0, 2)).repeat_interleave(PATCH * PATCH)
     std = per_channel.std(dim=(0, 2)).clamp_min(1e-12).repeat_interleave(PATCH * PATCH)
     a, b = (a - mean) / std, (b - mean) / std
-    dirs = torch.randn(a.shape[1], n_directions, generator=torch.Generator().manual_seed(seed + 2), dtype=torch.float64)
+    dirs = torch.randn(a.shape[1], n_directions, generator=torch.Generator().manual_seed(seed + 2))
     dirs = dirs / dirs.norm(dim=0, keepdim=True)
     # numpy's sort along contiguous rows: 5-50x faster than torch's on the CPU here
     pa, pb = (np.sort((dirs.T @ d.T).numpy(), axis=1) for d in (a, b))
