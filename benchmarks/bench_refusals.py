@@ -43,8 +43,9 @@ def hardening_cases(work: Path) -> list[Case]:
     data, bomb, out = work / "d16", work / "bomb", lambda n: ["--out", str(work / "out" / f"h{n}")]  # noqa: E731
     run = [*AK, "run", "--method", "teacher", *sets(*TINY)]
     pareto = [*PARETO, "--smoke-test", "--storage", str(work / "sweeps")]
-    return [Case("hardening", n, a) for n, a in [
-        ("run: data_root without data_source (dry run)", [*run, *sets(f"data_root={work / 'nowhere'}"), "--dry-run"]),
+    return [Case("hardening", "run: data_root without data_source (dry run; means aligned)",
+                 [*run, *sets(f"data_root={data}"), "--dry-run"], expect="ok", need='"data_source": "aligned"')] + [
+        Case("hardening", n, a) for n, a in [
         ("run: data_source=synthetic + data_root", [*run, *sets("data_source=synthetic", f"data_root={data}"), *out(1)]),
         ("run: --out /proc/x", [*run, "--out", "/proc/akdray-x"]),
         ("run: --out under a file", [*run, "--out", str(work / "file" / "run")]),
