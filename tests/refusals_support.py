@@ -11,8 +11,8 @@ from akdray.cli import main
 from akdray.config import RunConfig
 from akdray.models import build_generator
 from akdray.pix2pix_format import official_state_dict
-from akdray.testing import write_aligned_folder
-from akdray.testing import TINY
+from akdray.sweep import cli as pareto
+from akdray.testing import TINY, write_aligned_folder
 
 T16 = RunConfig(**{**TINY, "preset": "tiny"})
 T32 = T16.replace(image_size=32)
@@ -72,5 +72,18 @@ def every_file(root: Path, cfg: RunConfig = T16) -> RunConfig:
 def cli(argv: list[str], capsys) -> tuple[int, str, str]:
     """Exit code, stdout and stderr of ``akdray ARGV`` run in this process."""
     code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def sweep(argv, capsys) -> tuple[int, str, str]:
+    """``sweeps/pareto.py ARGV`` in this process: (exit code, stdout, stderr). Past the refusals a real
+    sweep would start: it is pointed at an address nothing serves, so it fails at once instead."""
+    if "--dry-run" not in argv:
+        argv = [*argv, "--address", "127.0.0.1:1"]
+    try:
+        code = pareto.main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = int(exc.code)
     captured = capsys.readouterr()
     return code, captured.out, captured.err

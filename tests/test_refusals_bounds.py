@@ -9,19 +9,7 @@ import pytest
 import torch
 
 from akdray.config import FIELD_MAX, ConfigError, make_config
-from akdray.sweep import cli as pareto
-from refusals_support import T32, aligned, cli, write_ckpt
-
-
-def sweep(argv, capsys) -> tuple[int, str, str]:
-    if "--dry-run" not in argv:  # past the refusals a sweep would start: fail at once on an address nothing serves
-        argv = [*argv, "--address", "127.0.0.1:1"]
-    try:
-        code = pareto.main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = int(exc.code)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from refusals_support import T32, aligned, cli, write_ckpt, sweep
 
 
 @pytest.mark.parametrize("name", sorted(FIELD_MAX))

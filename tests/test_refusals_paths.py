@@ -13,18 +13,7 @@ from akdray.config import ConfigError
 from akdray.data.aligned import read_rgb
 from akdray.preflight import check_name, check_not_inside, check_uri
 from akdray.storage import join
-from akdray.sweep import cli as pareto
-from refusals_support import T16, T32, aligned, cli, every_file, write_ckpt, write_pairs
-
-
-def sweep(argv, capsys) -> tuple[int, str]:
-    if "--dry-run" not in argv:  # past the refusals a sweep would start: fail at once on an address nothing serves
-        argv = [*argv, "--address", "127.0.0.1:1"]
-    try:
-        code = pareto.main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = int(exc.code)
-    return code, capsys.readouterr().err
+from refusals_support import T16, T32, aligned, cli, every_file, write_ckpt, write_pairs, sweep
 
 
 def test_join_puts_names_into_the_path_never_the_query():
@@ -36,7 +25,7 @@ def test_join_puts_names_into_the_path_never_the_query():
 @pytest.mark.parametrize("storage", ["s3://b/p?endpoint_override=localhost:9000", "file:///tmp/x?y=1", "s3://b/p#f"])
 def test_storage_with_a_query_is_refused_with_how_to_set_an_endpoint(tmp_path, capsys, storage):
     for extra in (["--dry-run"], []):
-        code, err = sweep(["--smoke-test", "--storage", storage, *extra], capsys)
+        code, _, err = sweep(["--smoke-test", "--storage", storage, *extra], capsys)
         assert code == 2 and "AWS_ENDPOINT_URL" in err
     with pytest.raises(ConfigError, match="query strings"):
         check_uri(storage, "--storage")
@@ -45,7 +34,7 @@ def test_storage_with_a_query_is_refused_with_how_to_set_an_endpoint(tmp_path, c
 @pytest.mark.parametrize("name", ["..", "a/../../b", ".", "", "a/b", " x"])
 def test_sweep_names_are_one_path_component(tmp_path, capsys, name):
     for extra in (["--dry-run"], []):
-        code, err = sweep(["--smoke-test", "--storage", tmp_path, "--name", name, *extra], capsys)
+        code, _, err = sweep(["--smoke-test", "--storage", tmp_path, "--name", name, *extra], capsys)
         assert code == 2 and "one path component" in err
     assert not any(tmp_path.iterdir()) and not (tmp_path.parent / "b").exists()
     check_name("pareto-cpu-small.v2")  # an ordinary name passes
