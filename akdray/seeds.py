@@ -51,6 +51,10 @@ class Sequence:
         """The first word of the sequence's state (uint32 by default, as ``generate_state(1)``)."""
         return int(np.random.SeedSequence([*keys, self.stream_id]).generate_state(1, dtype)[0])
 
+    def rng(self, *keys: int) -> np.random.Generator:
+        """A numpy generator of the sequence: ``numpy.random.default_rng([*keys, stream_id])``."""
+        return np.random.default_rng([*keys, self.stream_id])
+
 
 # torch.Generator streams seeded with the run seed itself (as torch.manual_seed(cfg.seed), the
 # networks' initialisation): three streams that share one seed, kept so that no draw changes
@@ -70,6 +74,8 @@ STUDY_SAMPLER = Offset("a study's Optuna TPE sampler, stride 101 per run seed (s
 # SeedSequence streams
 JITTER = Sequence("training jitter: crops and flips of a batch, keys (seed, epoch, step) (train)", 0x117)
 STUDENT_INIT = Sequence("a student's initial weights, keys (seed,) (defenses.distill)", 0x57D)
+LEAK_FOLDS = Sequence("leak: the two halves of an audited block, keys (seed,) (attacks.leak)", 104_729)
+LEAK_PERMUTATIONS = Sequence("leak_p: the member-label shuffles, keys (seed,) (attacks.leak)", 130_363)
 
 OFFSETS = (PROXY_SUBSET, GAUSS_NOISE, AUDIT_SAMPLE, MEMBER_HALVES, PROXY_MIA, REFERENCE_SET, EPOCH_ORDER, DP_SAMPLING, DP_NOISE)
-SEQUENCES = (JITTER, STUDENT_INIT)
+SEQUENCES = (JITTER, STUDENT_INIT, LEAK_FOLDS, LEAK_PERMUTATIONS)

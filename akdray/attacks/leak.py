@@ -7,7 +7,7 @@ a maximum over attacks and over both directions is biased upward under no leakag
 measured on*, by two-fold cross-fitting within the audited block:
 
 1. The block's members and non-members are each cut in two halves by a seeded permutation
-   (:func:`folds`, seed ``FOLD_STREAM`` of the run's seed): folds A and B.
+   (:func:`folds`, stream :data:`akdray.seeds.LEAK_FOLDS` of the run's seed): folds A and B.
 2. On fold A, the attack with the largest max(AUC, 1 - AUC) is chosen, with its direction
    (sign +1 if its AUC >= 0.5, else -1; ties: registry order). Its AUC on fold B, *unfolded*
    (the score times the sign, so a chance result below 0.5 stays below 0.5), is one estimate;
@@ -19,8 +19,8 @@ measured on*, by two-fold cross-fitting within the audited block:
    names the two choices (A's, B's; "-" = flipped), ``leak_source`` the attacks chosen from.
 
 The maximum is kept only with its null, ``leak_max`` with ``leak_p`` and ``leak_null_mean``: the
-same statistic over ``n_permutations`` (>= 1,000) shuffles of the member labels (seed
-``PERMUTATION_STREAM``; the scores are held fixed), p = (1 + #{null >= observed}) / (1 + n). The
+same statistic over ``n_permutations`` (>= 1,000) shuffles of the member labels (stream
+:data:`akdray.seeds.LEAK_PERMUTATIONS`; the scores are held fixed), p = (1 + #{null >= observed}) / (1 + n). The
 same definition serves the validation block (``val_leak``, the search objective), the test block,
 ``akdray audit`` and ``akdray protect``: no block needs another.
 """
@@ -31,16 +31,16 @@ from typing import Mapping
 import numpy as np
 from scipy.stats import rankdata
 
+from akdray import seeds
 from akdray.attacks.metrics import auc_interval, delong
 
-FOLD_STREAM, PERMUTATION_STREAM = 104_729, 130_363  # seed streams: np.random.default_rng([seed, stream])
 MIN_PERMUTATIONS = 1000
 
 
 def folds(labels: np.ndarray, seed: int) -> np.ndarray:
     """0/1 per image: each class cut into two halves (the first half of a seeded permutation is fold 0)."""
     labels = np.asarray(labels, dtype=bool)
-    rng = np.random.default_rng([seed, FOLD_STREAM])
+    rng = seeds.LEAK_FOLDS.rng(seed)
     out = np.zeros(len(labels), dtype=int)
     for cls in (True, False):
         idx = np.flatnonzero(labels == cls)
@@ -93,7 +93,7 @@ def permutation_null(labels: np.ndarray, scores: Mapping[str, np.ndarray], n_per
     labels = np.asarray(labels, dtype=bool)
     m, n = int(labels.sum()), int((~labels).sum())
     observed = max_statistic(labels, scores)
-    rng = np.random.default_rng([seed, PERMUTATION_STREAM])
+    rng = seeds.LEAK_PERMUTATIONS.rng(seed)
     null = np.zeros(n_permutations)
     ranks = [rankdata(np.asarray(s, dtype=float)) for s in scores.values()]
     chunk = max(1, 2_000_000 // len(labels))  # bound memory on big audits
