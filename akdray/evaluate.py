@@ -24,9 +24,10 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from akdray.attacks.signals import Serve, model_losses, reference_losses
-from akdray.attacks.suite import audit_sample, membership_row, run_attacks, scores_frame
 from akdray import seeds
+from akdray.attacks.metrics import attack_metrics
+from akdray.attacks.signals import Serve, model_losses, reference_losses
+from akdray.attacks.suite import audit_sample, run_attacks, scores_frame
 from akdray.config import RunConfig
 from akdray.data.splits import PairedImages, Splits
 from akdray.metrics.kid import KidOptions, generalization_gap, quality_of_sets
@@ -106,7 +107,7 @@ def evaluate(serve: Serve, splits: Splits, cfg: RunConfig, *, proxy_leakage: boo
         proxy = splits.proxy.subset(pick)
         loss_proxy = model_losses(serve, proxy.x, proxy.y)
         labels = np.r_[np.ones(n, bool), np.zeros(n, bool)]
-        row.update(membership_row(labels, -np.r_[loss_proxy, loss_out[:n]], "proxy_mia"),
+        row.update(attack_metrics(labels, -np.r_[loss_proxy, loss_out[:n]], "proxy_mia"),
                    proxy_mia_n_members=float(n), proxy_mia_n_nonmembers=float(n))
         frames.append(scores_frame({"proxy_mia": -np.r_[loss_proxy, loss_out[:n]]}, np.r_[loss_proxy, loss_out[:n]],
                                    [*proxy.names, *nonmembers.names[:n]], ["proxy"] * n + ["test"] * n, labels))

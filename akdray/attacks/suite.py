@@ -31,11 +31,6 @@ def audit_sample(n_members_pool: int, n_nonmembers_pool: int, n_per_side: int, s
     return members, nonmembers
 
 
-def membership_row(labels: np.ndarray, scores: np.ndarray, prefix: str) -> dict:
-    """All columns of :func:`akdray.schema.attack_columns` for one attack."""
-    return attack_metrics(labels, scores, prefix)
-
-
 def run_attacks(member_loss: np.ndarray, nonmember_loss: np.ndarray, ref_member_loss: np.ndarray,
                 ref_nonmember_loss: np.ndarray, *, seed: int = 0,
                 n_permutations: int = MIN_PERMUTATIONS) -> tuple[dict, dict[str, np.ndarray]]:
@@ -51,7 +46,7 @@ def run_attacks(member_loss: np.ndarray, nonmember_loss: np.ndarray, ref_member_
     scores = attack_scores(target, refs, ~labels)
     row: dict = {}
     for name in ATTACKS:
-        row.update(membership_row(labels, scores[name], name) if name in scores else dict.fromkeys(attack_columns(name)))
+        row.update(attack_metrics(labels, scores[name], name) if name in scores else dict.fromkeys(attack_columns(name)))
     row.update(leak_columns(labels, scores, seed=seed, n_permutations=n_permutations))
     row.update(attack_n_members=float(len(member_loss)), attack_n_nonmembers=float(len(nonmember_loss)),
                n_references=float(refs.shape[0]))
