@@ -33,8 +33,9 @@ from akdray.attacks.suite import audit_sample
 from akdray.audit_inputs import (check_audit_counts, check_reference_runs, check_references_disjoint,
                                  check_split_sizes, require_data)
 from akdray.checkpoint import load_generator
+from akdray.bounds import MAX_REFERENCES
 from akdray.config import ConfigError, RunConfig
-from akdray.data.aligned import DataError, list_images, load_aligned_split
+from akdray.data.aligned import DataError, load_aligned_split
 from akdray.data.splits import PairedImages, Splits, check_disjoint, load_splits, local_root
 from akdray.evaluate import audit
 from akdray.outdir import atomic_dir, check_out_dir
@@ -42,7 +43,6 @@ from akdray.preflight import check_count, check_not_inside, check_uri, checked_d
 from akdray.reference_recipe import reference_config
 from akdray.schema import ATTACKS, AUDIT_FILE, ROC_FILE, SCORES_FILE
 
-MAX_REFERENCES = 64  # reference models trained or loaded by one audit (LiRA's papers use up to 256 on CIFAR)
 REFERENCE_SPLIT = "val"  # where references trained here draw their pairs (never an audited image)
 
 
@@ -109,7 +109,6 @@ def audit_checkpoint(checkpoint: str, out: str | Path, *, data: str | None = Non
         splits = _folder_splits(root, cfg, resize)
         if references:  # references trained here draw their pairs from val/, never from an audited split
             check_split_sizes(root, (cfg.train_split, REFERENCE_SPLIT, cfg.test_split), None, label="--data")
-            list_images(root / REFERENCE_SPLIT)
     else:
         if cfg.data_source == "aligned":
             root = local_root(cfg.data_root)

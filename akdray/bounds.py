@@ -20,6 +20,8 @@ FIELD_MAX: dict[str, int] = {
 # separation (AUC 1.0) differs from chance: the exact Mann-Whitney test of 3 vs 3 has p = 2 / C(6, 3) = 0.10
 # two-sided, of 4 vs 4 p = 2 / C(8, 4) = 0.029; and 1 vs 1 gives a bootstrap CI [x, x] whatever the model.
 MIN_AUDIT_PER_SIDE = 4
+# Reference models trained or loaded by one audit, protect or sweep (LiRA's papers use up to 256 on CIFAR).
+MAX_REFERENCES = 64
 
 
 def field_range(name: str) -> str:

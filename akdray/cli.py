@@ -18,7 +18,7 @@ from akdray.data.aligned import DataError
 from akdray.inputs import LAYOUTS
 from akdray.preflight import check_count, check_not_inside, check_seed, check_uri, expand
 
-MAX_KID_SUBSETS, MAX_KID_SUBSET_SIZE, MAX_BATCH = FIELD_MAX["kid_subsets"], FIELD_MAX["kid_subset_size"], 4096
+MAX_KID_SUBSETS, MAX_KID_SUBSET_SIZE, MAX_BATCH = FIELD_MAX["kid_subsets"], FIELD_MAX["kid_subset_size"], FIELD_MAX["eval_batch_size"]
 
 SUMMARY_KEYS = (
     ("method", "method"), ("inference_mode", "inference mode"), ("leak", "leak (0.5 = none)"),

@@ -26,8 +26,9 @@ import akdray
 from akdray import seeds
 from akdray.attacks.references import load_references, serve_generator
 from akdray.attacks.scores import LIRA_MIN_REFERENCES
-from akdray.audit import train_references
+from akdray.audit import REFERENCE_SPLIT, train_references
 from akdray.checkpoint import CHECKPOINT_NAME, LoadedGenerator, load_generator, save_generator
+from akdray.bounds import MAX_REFERENCES
 from akdray.config import FIELD_TYPES, ConfigError, RunConfig, make_config, parse_value
 from akdray.data.aligned import DataError, list_images, load_aligned_split
 from akdray.data.splits import InputImages, PairedImages, Splits, check_disjoint
@@ -44,12 +45,10 @@ from akdray.preflight import check_count, check_not_inside, check_uri, checked_d
 
 PROTECT_FILE, REPORT_FILE, OFFICIAL_DIR = "protect.json", "report.md", "pix2pix"  # beside schema's ROC_FILE, SCORES_FILE
 ARCH_FIELDS = ("image_size", "ngf", "unet_depth", "norm", "use_dropout")
-REFERENCE_SPLIT = "val"  # the audit data's split reference models train on (pairs, never audited)
 # Fields protect sets itself: a --set of one of them would be ignored or contradict what runs (e.g.
 # method=dmp used to train AKD and record "dmp").
 PROTECT_OWNS = ("method", "teacher_checkpoint", "data_source", "data_root", "proxy_split", "n_val", "eval_split",
                 "reference_checkpoints")
-MAX_REFERENCES = 64
 NOT_MEASURED = "no --audit-data: nothing was measured; the student's privacy and quality are unverified"
 
 

@@ -19,7 +19,7 @@ from akdray.attacks.signals import Serve
 from akdray.config import RunConfig
 from akdray.data.splits import Splits
 from akdray.evaluate import evaluate
-from akdray.schema import ATTACKS, LEAK_KEYS, LEAK_KEYS, LEAK_KEYS, LEAK_KEYS, LEAK_KEYS, LEAK_KEYS, LEAK_KEYS
+from akdray.schema import ATTACKS, LEAK_KEYS
 
 QUALITY_KEYS = ("train_l1", "test_l1", "kid", "nkid", "gen_gap")
 

@@ -28,12 +28,13 @@ import argparse
 import math
 from dataclasses import MISSING, fields
 
+from akdray.bounds import MAX_REFERENCES
 from akdray.config import MAX_SEED, ConfigError
 from akdray.preflight import check_count, check_name, check_uri, probe_folder, probe_storage
 
 MAX_SEEDS = 1000
 BOUNDS = {  # SweepSpec field -> (flag, low, high)
-    "seeds": ("--seeds", 1, MAX_SEEDS), "references": ("--references", 0, 64),
+    "seeds": ("--seeds", 1, MAX_SEEDS), "references": ("--references", 0, MAX_REFERENCES),
     "references_per_trial": ("--references-per-trial", 1, 64), "refine_trials": ("--refine-trials", 0, 1000),
     "refine_rounds": ("--refine-rounds", 1, 100), "max_concurrent": ("--max-concurrent", 1, 100_000),
     "max_failures": ("--max-failures", 0, 100), "train_max_failures": ("train_max_failures", 0, 100),
