@@ -4,7 +4,9 @@ A run has one seed, ``cfg.seed``. Network initialisation (``torch.manual_seed(cf
 epoch order of the training batches and each other draw below take a stream of their own, derived
 from the run seed by a fixed offset or stream id, so that adding a draw to one place never moves the
 draws of another. The values are those the literals had before they were named here (a run's draws
-are unchanged); ``tests/test_seeds.py`` checks that the streams of a run never share a seed.
+are unchanged, but for one: DP-SGD's training jitter, whose step key now restarts every epoch as the
+other methods' always did, since all share one training loop); ``tests/test_seeds.py`` checks that
+the streams of a run never share a seed.
 
 Two kinds of stream:
 
